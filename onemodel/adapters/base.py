@@ -1,0 +1,108 @@
+"""What a modality adapter provides, and the pieces adapters share.
+
+A `Modality` turns a raw value into fixed-shape features inside tf.data (`features`),
+builds the Keras layer that maps a batch of features into the backbone's [B, L, D]
+space with a [B, L] mask (`input_layer`), and, for target modalities, maps decoded ids
+back to a Python value (`postprocess`). Target modalities emit tokens through the shared
+decoder, read by a `TokenEmbedding` whose softmax is tied to its embedding.
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from onemodel import registry
+from onemodel import vocab as vocab_lib
+
+MODALITIES = registry.Registry("modality")
+
+
+class Modality:
+  name = ""
+  is_target = False  # can be a target (emits tokens through the decoder)
+
+  def features(self, raw, spec, vocab, training):
+    """Raw value -> dict of fixed-shape tensors; '' is the main key.
+
+    Runs inside tf.data (graph mode) and eagerly; both are tested."""
+    raise NotImplementedError
+
+  def input_layer(self, spec, vocab_size, model_dim, embedding=None):
+    """Keras layer: features dict -> (x [B, L, D], mask [B, L] float)."""
+    raise NotImplementedError(f"modality {self.name!r} cannot be an input")
+
+  def target_ids(self, raw, spec, vocab):
+    """Raw target -> 1-D int32 token ids ending in EOS (before padding)."""
+    raise NotImplementedError(f"modality {self.name!r} cannot be a target")
+
+  def vocab_size(self, spec, vocab):
+    return vocab.vocab_size if vocab is not None else 0
+
+  def postprocess(self, ids, spec, vocab):
+    """Decoded ids (Python list) -> the value the metric compares with references."""
+    raise NotImplementedError
+
+  def reference(self, raw, spec):
+    """Raw target (numpy) -> the reference value for metrics."""
+    raise NotImplementedError
+
+
+def pad_or_truncate(x, length, axis=0):
+  """Pads (with zeros) or truncates `x` along axis 0 to a static `length`."""
+  x = x[:length]
+  pad = length - tf.shape(x)[0]
+  paddings = [[0, pad]] + [[0, 0]] * (len(x.shape) - 1)
+  x = tf.pad(x, paddings)
+  return tf.ensure_shape(x, [length] + x.shape[1:].as_list())
+
+
+def with_eos(ids, length):
+  """Truncates to length-1 tokens, appends EOS, pads to `length`."""
+  ids = tf.concat([ids[:length - 1], [vocab_lib.EOS_ID]], axis=0)
+  return pad_or_truncate(ids, length)
+
+
+def sinusoidal_positions(length, dim):
+  """[length, dim] sine/cosine positions (Vaswani et al. 2017, section 3.5)."""
+  pos = tf.cast(tf.range(length), tf.float32)[:, tf.newaxis]
+  inv = tf.exp(-math.log(10000.0) * tf.range(0, dim, 2, dtype=tf.float32) / dim)
+  angles = pos * inv[tf.newaxis, :]  # [L, D/2]
+  return tf.concat([tf.sin(angles), tf.cos(angles)], axis=-1)
+
+
+class TokenEmbedding(keras.layers.Layer):
+  """Token embedding whose transpose is the output softmax (tied weights, as T2T's
+  shared_embedding_and_softmax_weights). Shared by every feature using one vocabulary."""
+
+  def __init__(self, vocab_size, model_dim, **kwargs):
+    super().__init__(**kwargs)
+    self.vocab_size = vocab_size
+    self.model_dim = model_dim
+
+  def build(self, input_shape=None):
+    self.embeddings = self.add_weight(
+        name="embeddings", shape=(self.vocab_size, self.model_dim),
+        initializer=keras.initializers.RandomNormal(stddev=self.model_dim ** -0.5))
+
+  def call(self, ids):
+    # [B, L] -> [B, L, D]; scaled by sqrt(D) so it matches the positions' scale.
+    return tf.gather(self.embeddings, ids) * math.sqrt(self.model_dim)
+
+  def logits(self, h):
+    # [B, T, D] x [V, D] -> [B, T, V]
+    return tf.einsum("btd,vd->btv", h, self.embeddings)
+
+
+class TokenInput(keras.layers.Layer):
+  """Input side of a token modality: shared embedding + sinusoidal positions."""
+
+  def __init__(self, embedding: TokenEmbedding, **kwargs):
+    super().__init__(**kwargs)
+    self.embedding = embedding
+
+  def call(self, feats, training=False):
+    ids = feats[""]
+    x = self.embedding(ids)
+    x += sinusoidal_positions(tf.shape(ids)[1], self.embedding.model_dim)[tf.newaxis]
+    return x, tf.cast(ids != vocab_lib.PAD_ID, x.dtype)

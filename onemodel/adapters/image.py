@@ -1,0 +1,60 @@
+"""Images: non-overlapping patches embedded by a strided convolution (ViT, Dosovitskiy et
+al. 2021, arXiv:2010.11929) plus learned 2-D positions (a row and a column embedding)."""
+
+import dataclasses
+
+import gin
+import keras
+import tensorflow as tf
+
+from onemodel.adapters import base
+
+
+@gin.configurable
+@dataclasses.dataclass
+class ImageConfig:
+  patch_size: int = 4
+  # Training-time random translation by up to this many pixels (pad + random crop).
+  random_shift: int = 0
+
+
+class PatchEmbedding(keras.layers.Layer):
+
+  def __init__(self, height, width, patch_size, model_dim, **kwargs):
+    super().__init__(**kwargs)
+    if height % patch_size or width % patch_size:
+      raise ValueError(f"image {height}x{width} is not divisible by patch_size {patch_size}")
+    self.rows, self.cols = height // patch_size, width // patch_size
+    self.proj = keras.layers.Conv2D(model_dim, patch_size, strides=patch_size, name="proj")
+    init = keras.initializers.RandomNormal(stddev=0.02)
+    self.row_pos = self.add_weight(name="row_pos", shape=(self.rows, 1, model_dim),
+                                   initializer=init)
+    self.col_pos = self.add_weight(name="col_pos", shape=(1, self.cols, model_dim),
+                                   initializer=init)
+
+  def call(self, feats, training=False):
+    x = tf.cast(feats[""], tf.float32) / 127.5 - 1.0        # [B, H, W, C] in [-1, 1]
+    x = self.proj(x) + self.row_pos + self.col_pos          # [B, H/p, W/p, D]
+    b, d = tf.shape(x)[0], x.shape[-1]
+    x = tf.reshape(x, [b, self.rows * self.cols, d])        # [B, N, D]
+    return x, tf.ones([b, self.rows * self.cols], x.dtype)
+
+
+class Image(base.Modality):
+  name = "image"
+
+  def features(self, raw, spec, vocab, training):
+    img = tf.ensure_shape(tf.cast(raw, tf.uint8), spec.shape)
+    shift = ImageConfig().random_shift
+    if training and shift:
+      h, w, _ = spec.shape
+      img = tf.pad(img, [[shift, shift], [shift, shift], [0, 0]])
+      img = tf.image.random_crop(img, spec.shape)
+    return {"": img}
+
+  def input_layer(self, spec, vocab_size, model_dim, embedding=None):
+    h, w, _ = spec.shape
+    return PatchEmbedding(h, w, ImageConfig().patch_size, model_dim, name="image_input")
+
+
+base.MODALITIES.register("image", Image())

@@ -1,0 +1,105 @@
+"""Speech: log-mel features with tf.signal, then a strided-convolution subsampler (4x in
+time, as the Conv2dSubsampling of speech Transformers, e.g. Dong et al. 2018).
+
+Features are computed in tf.data (so they can be cached); the layer sees
+[B, frames, mels] plus the number of valid frames."""
+
+import dataclasses
+
+import gin
+import keras
+import tensorflow as tf
+
+from onemodel.adapters import base
+
+
+@gin.configurable
+@dataclasses.dataclass
+class SpeechConfig:
+  num_mels: int = 80
+  frame_ms: float = 25.0
+  hop_ms: float = 10.0
+  conv_channels: int = 64
+  # SpecAugment (Park et al. 2019, arXiv:1904.08779) at training time: one frequency
+  # mask of up to this many mel bins and one time mask of up to this many frames.
+  freq_mask: int = 0
+  time_mask: int = 0
+
+
+def log_mel(waveform, sample_rate, cfg: SpeechConfig):
+  """[samples] float waveform -> [frames, num_mels] log-mel spectrogram."""
+  frame = int(round(sample_rate * cfg.frame_ms / 1000))
+  hop = int(round(sample_rate * cfg.hop_ms / 1000))
+  fft = 1 << (frame - 1).bit_length()
+  stft = tf.signal.stft(waveform, frame_length=frame, frame_step=hop, fft_length=fft,
+                        pad_end=True)
+  power = tf.square(tf.abs(stft))                                # [frames, fft/2+1]
+  mel = tf.signal.linear_to_mel_weight_matrix(
+      cfg.num_mels, fft // 2 + 1, sample_rate, lower_edge_hertz=20.0,
+      upper_edge_hertz=sample_rate / 2)
+  return tf.math.log(tf.matmul(power, mel) + 1e-6)               # [frames, mels]
+
+
+def num_frames(num_samples, sample_rate, cfg: SpeechConfig):
+  hop = int(round(sample_rate * cfg.hop_ms / 1000))
+  return -(-num_samples // hop)
+
+
+class Subsampler(keras.layers.Layer):
+
+  def __init__(self, model_dim, cfg: SpeechConfig, **kwargs):
+    super().__init__(**kwargs)
+    c = cfg.conv_channels
+    self.conv1 = keras.layers.Conv2D(c, 3, strides=2, padding="same", activation="gelu",
+                                     name="conv1")
+    self.conv2 = keras.layers.Conv2D(c, 3, strides=2, padding="same", activation="gelu",
+                                     name="conv2")
+    self.proj = keras.layers.Dense(model_dim, name="proj")
+    self.model_dim = model_dim
+
+  def call(self, feats, training=False):
+    x = feats[""][..., tf.newaxis]                      # [B, F, M, 1]
+    x = self.conv2(self.conv1(x))                       # [B, F/4, M/4, C]
+    b, f = tf.shape(x)[0], tf.shape(x)[1]
+    x = tf.reshape(x, [b, f, x.shape[2] * x.shape[3]])  # [B, F/4, M/4*C]
+    x = self.proj(x) + base.sinusoidal_positions(f, self.model_dim)[tf.newaxis]
+    valid = -(-feats["length"] // 4)                    # frames left after 2 stride-2 convs
+    return x, tf.sequence_mask(valid, f, dtype=x.dtype)
+
+
+class Speech(base.Modality):
+  name = "speech"
+
+  def features(self, raw, spec, vocab, training):
+    cfg = SpeechConfig()
+    wav = tf.cast(raw, tf.float32)
+    if raw.dtype == tf.int16:
+      wav /= 32768.0
+    wav = wav[:spec.length]
+    frames = num_frames(spec.length, spec.sample_rate, cfg)
+    valid = num_frames(tf.shape(wav)[0], spec.sample_rate, cfg)
+    feats = log_mel(wav, spec.sample_rate, cfg)               # [valid, mels]
+    # Per-utterance mean/variance normalization over the real frames.
+    mean, var = tf.nn.moments(feats, axes=[0], keepdims=True)
+    feats = (feats - mean) * tf.math.rsqrt(var + 1e-5)
+    if training and (cfg.freq_mask or cfg.time_mask):
+      feats = _spec_augment(feats, cfg)
+    feats = base.pad_or_truncate(feats, frames)               # [frames, mels]
+    return {"": feats, "length": tf.minimum(valid, frames)}
+
+  def input_layer(self, spec, vocab_size, model_dim, embedding=None):
+    return Subsampler(model_dim, SpeechConfig(), name="speech_input")
+
+
+def _spec_augment(feats, cfg):
+  t, m = tf.shape(feats)[0], tf.shape(feats)[1]
+  f = tf.random.uniform([], 0, cfg.freq_mask + 1, tf.int32)
+  f0 = tf.random.uniform([], 0, tf.maximum(m - f, 1), tf.int32)
+  mel_keep = 1.0 - tf.cast((tf.range(m) >= f0) & (tf.range(m) < f0 + f), feats.dtype)
+  w = tf.minimum(tf.random.uniform([], 0, cfg.time_mask + 1, tf.int32), t // 5)
+  t0 = tf.random.uniform([], 0, tf.maximum(t - w, 1), tf.int32)
+  time_keep = 1.0 - tf.cast((tf.range(t) >= t0) & (tf.range(t) < t0 + w), feats.dtype)
+  return feats * time_keep[:, tf.newaxis] * mel_keep[tf.newaxis, :]
+
+
+base.MODALITIES.register("speech", Speech())

@@ -1,0 +1,32 @@
+"""Text: subword (or character) ids from the problem's vocabulary, tokenized in tf.data.
+
+Input and target text of a problem share one vocabulary and therefore one
+`TokenEmbedding`, whose transpose is also the output softmax."""
+
+import tensorflow as tf
+
+from onemodel.adapters import base
+
+
+class Text(base.Modality):
+  name = "text"
+  is_target = True
+
+  def features(self, raw, spec, vocab, training):
+    ids = vocab.encode_tf(raw)
+    return {"": base.with_eos(ids, spec.length)}
+
+  def target_ids(self, raw, spec, vocab):
+    return vocab.encode_tf(raw)
+
+  def input_layer(self, spec, vocab_size, model_dim, embedding=None):
+    return base.TokenInput(embedding, name="text_input")
+
+  def postprocess(self, ids, spec, vocab):
+    return vocab.decode(ids)
+
+  def reference(self, raw, spec):
+    return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+
+
+base.MODALITIES.register("text", Text())

@@ -1,0 +1,138 @@
+"""The shared Transformer backbone. It sees [B, L, D] sequences and masks, nothing else.
+
+Pre-layer-norm encoder-decoder (Vaswani et al. 2017, with the pre-LN placement of
+Xiong et al. 2020, arXiv:2002.04745, which trains without a long warmup). The encoder
+may be absent (`encoder_out=None`): the decoder then runs as a language model and its
+cross-attention sublayers are skipped, so language modelling shares the same weights.
+"""
+
+import dataclasses
+import math
+from typing import Optional
+
+import gin
+import keras
+import tensorflow as tf
+
+
+@gin.configurable
+@dataclasses.dataclass
+class BackboneConfig:
+  """Sizes of the shared backbone (see gin/models/*.gin)."""
+  model_dim: int = 128
+  num_heads: int = 4
+  ffn_dim: int = 512
+  num_encoder_layers: int = 2
+  num_decoder_layers: int = 2
+  dropout_rate: float = 0.1
+  attention_dropout_rate: float = 0.0
+
+
+class Attention(keras.layers.Layer):
+  """Multi-head dot-product attention; `mask` is broadcastable to [B, H, Lq, Lk]."""
+
+  def __init__(self, model_dim, num_heads, dropout_rate=0.0, **kwargs):
+    super().__init__(**kwargs)
+    if model_dim % num_heads:
+      raise ValueError(f"model_dim {model_dim} is not divisible by num_heads {num_heads}")
+    self.num_heads = num_heads
+    self.head_dim = model_dim // num_heads
+    self.query = keras.layers.Dense(model_dim, use_bias=False, name="query")
+    self.key = keras.layers.Dense(model_dim, use_bias=False, name="key")
+    self.value = keras.layers.Dense(model_dim, use_bias=False, name="value")
+    self.out = keras.layers.Dense(model_dim, use_bias=False, name="out")
+    self.dropout = keras.layers.Dropout(dropout_rate)
+
+  def _split(self, x):
+    b, l = tf.shape(x)[0], tf.shape(x)[1]
+    # [B, L, D] -> [B, L, H, K] -> [B, H, L, K]
+    return tf.transpose(tf.reshape(x, [b, l, self.num_heads, self.head_dim]), [0, 2, 1, 3])
+
+  def call(self, x, context, mask, training=False):
+    q = self._split(self.query(x)) * (1.0 / math.sqrt(self.head_dim))
+    k = self._split(self.key(context))
+    v = self._split(self.value(context))
+    logits = tf.einsum("bhqk,bhsk->bhqs", q, k)  # [B, H, Lq, Lk]
+    # Masked positions get a large negative logit (not -inf: a fully masked row stays
+    # finite instead of turning into NaN).
+    logits += (1.0 - tf.cast(mask, logits.dtype)) * -1e9
+    weights = self.dropout(tf.nn.softmax(logits, axis=-1), training=training)
+    y = tf.einsum("bhqs,bhsk->bhqk", weights, v)  # [B, H, Lq, K]
+    b, lq = tf.shape(y)[0], tf.shape(y)[2]
+    y = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [b, lq, self.num_heads * self.head_dim])
+    return self.out(y)
+
+
+class FeedForward(keras.layers.Layer):
+
+  def __init__(self, model_dim, ffn_dim, dropout_rate, **kwargs):
+    super().__init__(**kwargs)
+    self.inner = keras.layers.Dense(ffn_dim, activation="gelu", name="inner")
+    self.outer = keras.layers.Dense(model_dim, name="outer")
+    self.dropout = keras.layers.Dropout(dropout_rate)
+
+  def call(self, x, training=False):
+    return self.outer(self.dropout(self.inner(x), training=training))
+
+
+class Block(keras.layers.Layer):
+  """Self-attention, optional cross-attention, feed-forward; each pre-LN + residual."""
+
+  def __init__(self, cfg: BackboneConfig, cross: bool, **kwargs):
+    super().__init__(**kwargs)
+    d = cfg.model_dim
+    self.self_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="self_norm")
+    self.self_attn = Attention(d, cfg.num_heads, cfg.attention_dropout_rate, name="self_attn")
+    self.cross = cross
+    if cross:
+      self.cross_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="cross_norm")
+      self.cross_attn = Attention(d, cfg.num_heads, cfg.attention_dropout_rate,
+                                  name="cross_attn")
+    self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="ffn_norm")
+    self.ffn = FeedForward(d, cfg.ffn_dim, cfg.dropout_rate, name="ffn")
+    self.dropout = keras.layers.Dropout(cfg.dropout_rate)
+
+  def call(self, x, self_mask, context=None, context_mask=None, training=False):
+    h = self.self_norm(x)
+    x = x + self.dropout(self.self_attn(h, h, self_mask, training=training), training=training)
+    if self.cross and context is not None:
+      h = self.cross_norm(x)
+      x = x + self.dropout(self.cross_attn(h, context, context_mask, training=training),
+                           training=training)
+    h = self.ffn_norm(x)
+    return x + self.dropout(self.ffn(h, training=training), training=training)
+
+
+class Backbone(keras.layers.Layer):
+  """Encoder stack + decoder stack. Knows nothing of images, speech or text."""
+
+  def __init__(self, cfg: BackboneConfig, **kwargs):
+    super().__init__(**kwargs)
+    self.cfg = cfg
+    self.encoder_layers = [Block(cfg, cross=False, name=f"encoder_{i}")
+                           for i in range(cfg.num_encoder_layers)]
+    self.decoder_layers = [Block(cfg, cross=True, name=f"decoder_{i}")
+                           for i in range(cfg.num_decoder_layers)]
+    self.encoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")
+    self.decoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="decoder_norm")
+    self.dropout = keras.layers.Dropout(cfg.dropout_rate)
+
+  def encode(self, x, mask, training=False):
+    """x: [B, S, D], mask: [B, S] (1 = real) -> [B, S, D]."""
+    attn_mask = mask[:, tf.newaxis, tf.newaxis, :]  # [B, 1, 1, S]
+    x = self.dropout(x, training=training)
+    for layer in self.encoder_layers:
+      x = layer(x, attn_mask, training=training)
+    return self.encoder_norm(x)
+
+  def decode(self, y, encoder_out=None, encoder_mask=None, training=False):
+    """y: [B, T, D] (already shifted right) -> [B, T, D]; causal self-attention."""
+    t = tf.shape(y)[1]
+    causal = tf.linalg.band_part(tf.ones([t, t], y.dtype), -1, 0)[tf.newaxis, tf.newaxis]
+    context_mask = None
+    if encoder_out is not None:
+      context_mask = encoder_mask[:, tf.newaxis, tf.newaxis, :]  # [B, 1, 1, S]
+    y = self.dropout(y, training=training)
+    for layer in self.decoder_layers:
+      y = layer(y, causal, encoder_out, context_mask, training=training)
+    return self.decoder_norm(y)

@@ -1,0 +1,94 @@
+"""Flags shared by the CLI tools, gin parsing, and one-line errors for user mistakes.
+
+Flags say *where and how* to run (gin files and params, directories, strategy); gin says
+*what* to run. No flag duplicates a gin knob."""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from onemodel.errors import UserError
+
+FLAGS = flags.FLAGS
+
+
+def define_dir_flags():
+  from onemodel import data as data_lib
+  flags.DEFINE_string("data_dir", data_lib.default_data_dir(),
+                      "Prepared TFDS data and vocabularies (env ONEMODEL_DATA_DIR).")
+  flags.DEFINE_string("manual_dir", data_lib.default_manual_dir(),
+                      "Raw dataset files, one subdirectory per dataset "
+                      "(env ONEMODEL_MANUAL_DIR; e.g. ../shared/data).")
+  flags.DEFINE_string("usr_dir", "", "Directory of problem modules to import (plugins).")
+
+
+def define_gin_flags():
+  flags.DEFINE_multi_string("gin_file", [], "gin config files, applied in order.")
+  flags.DEFINE_multi_string("gin_param", [], "gin bindings, applied after the files.")
+
+
+def import_configurables():
+  """Registers every gin configurable before parsing, so typos are caught at parse."""
+  from onemodel import adapters, backbone, optim, trainer, vocab  # noqa: F401
+
+
+def _gin_search_paths(files):
+  paths = [os.getcwd()]
+  for f in files:
+    d = os.path.dirname(os.path.abspath(f))
+    while d and d != os.path.dirname(d):
+      if os.path.basename(d) == "gin":
+        paths.append(d)
+        break
+      d = os.path.dirname(d)
+  here = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__)))), "gin")
+  if os.path.isdir(here):
+    paths.append(here)
+  return paths
+
+
+def parse_gin(files, params, finalize=True):
+  import gin
+  import_configurables()
+  for f in files:
+    if not os.path.isfile(f):
+      raise UserError(f"gin file {f} does not exist")
+  for p in _gin_search_paths(files):
+    gin.add_config_file_search_path(p)
+  try:
+    gin.parse_config_files_and_bindings(files, params, finalize_config=finalize)
+  except (ValueError, SyntaxError, IOError, KeyError, TypeError) as e:
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    msg = lines[0] if lines else type(e).__name__
+    where = next((l for l in lines[1:] if l.startswith("In ")), "")
+    raise UserError(f"gin: {msg}{' (' + where + ')' if where else ''}") from e
+
+
+def load_plugins():
+  from onemodel import registry
+  registry.load_plugins(FLAGS.usr_dir)
+
+
+def run(main):
+  """app.run(main), turning a `UserError` into one line on stderr and exit status 1."""
+  prog = os.path.basename(sys.argv[0])
+
+  def _main(argv):
+    from absl import logging
+    if not FLAGS["verbosity"].present:  # TFDS and TF are chatty at INFO.
+      logging.set_verbosity(logging.WARNING)
+    try:
+      import tensorflow_datasets as tfds
+      tfds.disable_progress_bar()
+    except ImportError:
+      pass
+    try:
+      return main(argv)
+    except UserError as e:
+      print(f"{prog}: error: {e}", file=sys.stderr, flush=True)
+      sys.exit(1)
+
+  app.run(_main)

@@ -1,0 +1,150 @@
+"""Problem -> prepared TFDS data -> vocabulary -> batched tf.data with static shapes.
+
+TFDS is only ever called with `download=False` semantics here: raw files come from the
+manual directory (tests and CI: ../shared/data) or, only when the user passes
+`--download`, from the upstream URLs. A missing directory is one clear error naming it,
+never TFDS's 205 s retry loop (see STACK.md).
+"""
+
+import logging
+import os
+from typing import Dict, Optional
+
+import tensorflow as tf
+
+from onemodel import adapters
+from onemodel import vocab as vocab_lib
+from onemodel.errors import UserError
+
+AUTOTUNE = tf.data.AUTOTUNE
+MANUAL_DIR_ENV = "ONEMODEL_MANUAL_DIR"
+DATA_DIR_ENV = "ONEMODEL_DATA_DIR"
+
+
+def default_manual_dir() -> str:
+  return os.environ.get(MANUAL_DIR_ENV, os.path.expanduser("~/onemodel_data/manual"))
+
+
+def default_data_dir() -> str:
+  return os.environ.get(DATA_DIR_ENV, os.path.expanduser("~/onemodel_data/prepared"))
+
+
+def builder(problem, data_dir: str):
+  return problem.builder(data_dir=data_dir)
+
+
+def is_prepared(problem, data_dir: str) -> bool:
+  b = builder(problem, data_dir)
+  return os.path.exists(os.path.join(b.data_dir, "dataset_info.json"))
+
+
+def prepare(problem, data_dir: str, manual_dir: str, download: bool = False) -> None:
+  """Builds the problem's TFDS data (and vocabulary) into `data_dir` if not there yet."""
+  import tensorflow_datasets as tfds
+  if not is_prepared(problem, data_dir):
+    raw_dir = os.path.join(os.path.abspath(manual_dir), problem.raw_subdir)
+    expected = getattr(problem.builder, "RAW_FILES", ())
+    missing = [f for f in expected if not os.path.exists(os.path.join(raw_dir, f))]
+    if missing and not download:
+      raise UserError(
+          f"problem {problem.name}: raw data not found in {raw_dir} (missing "
+          f"{', '.join(missing[:3])}); point --manual_dir at a copy or pass --download")
+    config = tfds.download.DownloadConfig(
+        manual_dir=None if missing else raw_dir,
+        download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+    b = builder(problem, data_dir)
+    logging.info("preparing %s into %s", problem.name, b.data_dir)
+    b.download_and_prepare(download_config=config)
+  get_vocab(problem, data_dir)
+
+
+def _check_prepared(problem, data_dir):
+  if not is_prepared(problem, data_dir):
+    raise UserError(
+        f"problem {problem.name} is not prepared in {data_dir}; run "
+        f"onemodel-prepare --problem={problem.name} --data_dir={data_dir}")
+
+
+def raw_split(problem, role: str, data_dir: str, shuffle_files=False) -> tf.data.Dataset:
+  """The problem's split for `role` ('train', 'eval', 'test') as raw TFDS examples."""
+  _check_prepared(problem, data_dir)
+  if role not in problem.splits:
+    raise UserError(f"problem {problem.name} has no {role!r} split "
+                    f"(it has {', '.join(problem.splits)})")
+  return builder(problem, data_dir).as_dataset(split=problem.splits[role],
+                                               shuffle_files=shuffle_files)
+
+
+def get_vocab(problem, data_dir: str) -> Optional[vocab_lib.Vocab]:
+  """The problem's text vocabulary (learned from its training text on first use)."""
+  specs = problem.text_specs()
+  if not specs:
+    return None
+  spec = specs[-1][1].vocab
+
+  def texts():
+    for ex in raw_split(problem, "train", data_dir).as_numpy_iterator():
+      raw = problem.to_raw(ex)
+      for role, _ in specs:
+        yield raw[role].decode("utf-8")
+
+  return vocab_lib.get_or_build_vocab(data_dir, problem.name, spec, texts)
+
+
+def _lm_windows(problem, ex, training, seed=None):
+  """Language modelling: one random window (train) or all full windows (eval)."""
+  n = problem.targets.length
+  text = problem.to_raw(ex)["targets"]
+  if training:
+    chars = tf.strings.length(text, unit="UTF8_CHAR")
+    start = tf.random.uniform([], 0, tf.maximum(chars - n, 0) + 1, tf.int32, seed=seed)
+    return tf.data.Dataset.from_tensors(
+        {"targets": tf.strings.substr(text, start, n, unit="UTF8_CHAR")})
+  starts = tf.range(0, tf.strings.length(text, unit="UTF8_CHAR") - n + 1, n)
+  return tf.data.Dataset.from_tensor_slices(
+      {"targets": tf.strings.substr(tf.fill(tf.shape(starts), text), starts,
+                                    tf.fill(tf.shape(starts), n), unit="UTF8_CHAR")})
+
+
+def example_features(problem, raw: Dict[str, tf.Tensor], vocab, training: bool):
+  """Raw {'inputs', 'targets'} -> fixed-shape model features (runs in tf.data)."""
+  out = {}
+  if problem.inputs is not None:
+    x = raw["inputs"]
+    if training and problem.augment is not None:
+      x = problem.augment(x)
+    mod = adapters.get_modality(problem.inputs.modality)
+    for k, v in mod.features(x, problem.inputs, vocab, training).items():
+      out["inputs" + (f"_{k}" if k else "")] = v
+  spec = problem.targets
+  ids = adapters.get_modality(spec.modality).target_ids(raw["targets"], spec, vocab)
+  if problem.lm:
+    from onemodel.adapters.base import pad_or_truncate
+    out["targets"] = pad_or_truncate(ids, spec.length)
+  else:
+    from onemodel.adapters.base import with_eos
+    out["targets"] = with_eos(ids, spec.length)
+  return out
+
+
+def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
+            vocab=None, seed: Optional[int] = None, keep_raw: bool = False,
+            shuffle_buffer: int = 4096) -> tf.data.Dataset:
+  """Batched features. Training: repeated, shuffled, static shapes (drop_remainder)."""
+  ds = raw_split(problem, role, data_dir, shuffle_files=training)
+  if training:
+    ds = ds.repeat().shuffle(shuffle_buffer, seed=seed)
+  if problem.lm:
+    ds = ds.flat_map(lambda ex: _lm_windows(problem, ex, training, seed))
+  else:
+    ds = ds.map(problem.to_raw, num_parallel_calls=AUTOTUNE)
+
+  def featurize(raw):
+    feats = example_features(problem, raw, vocab, training)
+    if keep_raw:
+      feats["targets_raw"] = raw["targets"]
+    return feats
+
+  ds = ds.map(featurize, num_parallel_calls=AUTOTUNE, deterministic=not training)
+  ds = ds.batch(batch_size, drop_remainder=training)
+  return ds.prefetch(AUTOTUNE)

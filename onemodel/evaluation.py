@@ -1,0 +1,63 @@
+"""Evaluation: teacher-forced loss for every problem, greedy decoding + real scorers for
+problems whose metrics need predictions. One code path for training-time and CLI eval."""
+
+import time
+from typing import Dict
+
+import numpy as np
+import tensorflow as tf
+
+from onemodel import adapters
+from onemodel import data as data_lib
+from onemodel import decoding
+from onemodel import metrics as metrics_lib
+from onemodel import model as model_lib
+
+
+class Evaluator:
+  """Compiles the eval functions once per (model, problem) and reuses them."""
+
+  def __init__(self, model, problem, vocab, data_dir: str, batch_size: int = 64):
+    self.model, self.problem, self.vocab = model, problem, vocab
+    self.data_dir, self.batch_size = data_dir, batch_size
+    name = problem.name
+
+    @tf.function
+    def loss_fn(batch):
+      logits = model(batch, problem=name, training=False)
+      return model_lib.token_loss(logits, batch["targets"])
+
+    @tf.function
+    def decode_fn(batch):
+      return decoding.greedy(model, name, batch, problem.targets.length)
+
+    self._loss_fn, self._decode_fn = loss_fn, decode_fn
+
+  def evaluate(self, role: str = "test", max_examples: int = 0) -> Dict[str, float]:
+    p = self.problem
+    ds = data_lib.dataset(p, role, self.data_dir, self.batch_size, training=False,
+                          vocab=self.vocab, keep_raw=True)
+    if max_examples:
+      ds = ds.unbatch().take(max_examples).batch(self.batch_size)
+    decode = metrics_lib.needs_decoding(p.metrics)
+    tmod = adapters.get_modality(p.targets.modality)
+    loss_sum, tokens, preds, refs = 0.0, 0.0, [], []
+    start = time.time()
+    for batch in ds:
+      raw = batch.pop("targets_raw").numpy()
+      s, c = self._loss_fn(batch)
+      loss_sum += float(s)
+      tokens += float(c)
+      if decode:
+        ids = self._decode_fn(batch).numpy()
+        preds.extend(tmod.postprocess(decoding.strip_eos(row), p.targets, self.vocab)
+                     for row in ids)
+        refs.extend(tmod.reference(r, p.targets) for r in raw)
+    results = metrics_lib.loss_metrics(loss_sum, tokens)
+    for name in p.metrics:
+      if name not in metrics_lib.DECODE_FREE:
+        results[name] = float(metrics_lib.METRICS.get(name)(preds, refs))
+    results["num_examples"] = len(refs) if decode else int(tokens / p.targets.length)
+    results["seconds"] = time.time() - start
+    self.last_predictions = list(zip(preds[:5], refs[:5]))
+    return results

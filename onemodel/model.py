@@ -1,0 +1,107 @@
+"""One model: the shared backbone plus the adapters its problems' feature specs call for.
+
+Routing is by each problem's specs: the input modality's adapter maps raw features to
+[B, S, D]; the backbone encodes them; the decoder starts from a learned task token (the
+target space, as MultiModel's "To-English" token) and emits target tokens through the
+target adapter's tied softmax. Every problem trains with one loss: next-token
+cross-entropy with padding masked.
+"""
+
+from typing import Dict, Mapping, Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from onemodel import adapters
+from onemodel import backbone as backbone_lib
+from onemodel import vocab as vocab_lib
+from onemodel.adapters import base
+
+
+def default_vocab_key(problem) -> str:
+  """Features that share a key share one `TokenEmbedding` (one vocabulary)."""
+  return f"{problem.name}_{problem.targets.modality}"
+
+
+class OneModel(keras.Model):
+
+  def __init__(self, problems: Sequence, vocabs: Mapping[str, Optional[vocab_lib.Vocab]],
+               cfg: Optional[backbone_lib.BackboneConfig] = None,
+               vocab_keys: Optional[Mapping[str, str]] = None, **kwargs):
+    super().__init__(**kwargs)
+    self.cfg = cfg or backbone_lib.BackboneConfig()
+    d = self.cfg.model_dim
+    self.problems = {p.name: p for p in problems}
+    self.backbone = backbone_lib.Backbone(self.cfg, name="backbone")
+    self.task_index = {p.name: i for i, p in enumerate(problems)}
+    self.task_embedding = self.add_weight(
+        name="task_embedding", shape=(len(problems), d),
+        initializer=keras.initializers.RandomNormal(stddev=1.0))
+    vocab_keys = dict(vocab_keys or {})
+    self.embeddings: Dict[str, base.TokenEmbedding] = {}
+    self.input_adapters: Dict[str, keras.layers.Layer] = {}
+    self._target_key = {}
+    for p in problems:
+      key = vocab_keys.get(p.name) or default_vocab_key(p)
+      tmod = adapters.get_modality(p.targets.modality)
+      if not tmod.is_target:
+        raise ValueError(f"problem {p.name}: modality {tmod.name!r} cannot be a target")
+      size = tmod.vocab_size(p.targets, vocabs.get(p.name))
+      if key not in self.embeddings:
+        self.embeddings[key] = base.TokenEmbedding(size, d, name=f"embedding_{key}")
+      self._target_key[p.name] = key
+      if p.inputs is not None:
+        imod = adapters.get_modality(p.inputs.modality)
+        shared = self.embeddings[key] if p.inputs.modality == p.targets.modality else None
+        self.input_adapters[p.name] = imod.input_layer(
+            p.inputs, size, d, embedding=shared)
+    # Sublayers create their variables on first call; there is nothing to build here.
+    self.built = True
+
+  def target_embedding(self, problem: str) -> base.TokenEmbedding:
+    return self.embeddings[self._target_key[problem]]
+
+  def encode(self, problem: str, batch, training=False):
+    """-> (encoder_out [B, S, D], mask [B, S]) or (None, None) for language models."""
+    if problem not in self.input_adapters:
+      return None, None
+    feats = {k[len("inputs"):].lstrip("_"): v for k, v in batch.items()
+             if k.startswith("inputs")}
+    x, mask = self.input_adapters[problem](feats, training=training)
+    return self.backbone.encode(x, mask, training=training), mask
+
+  def decode(self, problem: str, targets, encoder_out, encoder_mask, training=False):
+    """Teacher-forced logits: targets [B, T] ids -> [B, T, V]."""
+    emb = self.target_embedding(problem)
+    b = tf.shape(targets)[0]
+    task = tf.gather(self.task_embedding, self.task_index[problem])          # [D]
+    task = tf.tile(task[tf.newaxis, tf.newaxis, :], [b, 1, 1])               # [B, 1, D]
+    # Shift right: position t sees the task token and targets[:, :t].
+    y = tf.concat([task, emb(targets[:, :-1])], axis=1)                      # [B, T, D]
+    y += base.sinusoidal_positions(tf.shape(targets)[1], self.cfg.model_dim)[tf.newaxis]
+    h = self.backbone.decode(y, encoder_out, encoder_mask, training=training)
+    return emb.logits(h)
+
+  def call(self, batch, problem: str, training=False):
+    enc, mask = self.encode(problem, batch, training=training)
+    return self.decode(problem, batch["targets"], enc, mask, training=training)
+
+
+def token_loss(logits, targets, label_smoothing=0.0):
+  """Sum of next-token cross-entropy over real (non-pad) tokens, and their count."""
+  mask = tf.cast(targets != vocab_lib.PAD_ID, tf.float32)
+  if label_smoothing:
+    onehot = tf.one_hot(targets, tf.shape(logits)[-1])
+    xent = tf.nn.softmax_cross_entropy_with_logits(
+        keras.ops.convert_to_tensor(
+            onehot * (1 - label_smoothing) +
+            label_smoothing / tf.cast(tf.shape(logits)[-1], tf.float32)), logits)
+  else:
+    xent = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
+  return tf.reduce_sum(xent * mask), tf.reduce_sum(mask)
+
+
+def build(problems, vocabs, vocab_keys=None) -> OneModel:
+  """Builds the model and creates its variables with one dummy forward pass per problem."""
+  model = OneModel(problems, vocabs, backbone_lib.BackboneConfig(), vocab_keys)
+  return model

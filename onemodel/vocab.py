@@ -1,0 +1,188 @@
+"""Vocabularies: learned from a problem's training text, tokenized inside tf.data.
+
+Every vocabulary reserves id 0 for padding and id 1 for end-of-sequence (the T2T
+convention, so T2T `.subwords` files load with the same ids) and 2 for unknown.
+
+* `SentencePieceVocab`: subwords learned with the `sentencepiece` trainer (tf-text cannot
+  train SentencePiece models), tokenized in-graph by `tensorflow_text.SentencepieceTokenizer`.
+  Detokenization is lossless, so BLEU is scored on real detokenized text.
+* `CharVocab`: one id per character through a `tf.lookup` table; per-token loss is then
+  exactly per-character loss (tiny-shakespeare's published unit).
+* `T2TSubwordVocab`: an existing Tensor2Tensor `.subwords` file, via
+  `tfds.deprecated.text.SubwordTextEncoder` (its surviving implementation).
+"""
+
+import io
+import json
+import os
+from typing import Iterable, List, Sequence
+
+import gin
+import tensorflow as tf
+
+from onemodel import fileio
+from onemodel.errors import UserError
+
+PAD_ID = 0
+EOS_ID = 1
+UNK_ID = 2
+NUM_RESERVED = 3
+
+
+class Vocab:
+  """Interface: `vocab_size`, `encode_tf` (in-graph), `decode` (Python)."""
+  vocab_size: int
+
+  def encode_tf(self, text: tf.Tensor) -> tf.Tensor:
+    """A scalar tf.string -> 1-D int32 ids, without EOS."""
+    raise NotImplementedError
+
+  def decode_ids(self, ids: Sequence[int]) -> str:
+    raise NotImplementedError
+
+  def decode(self, ids: Sequence[int]) -> str:
+    """Ids -> text; stops at the first EOS and drops padding."""
+    out = []
+    for i in ids:
+      i = int(i)
+      if i == EOS_ID:
+        break
+      if i != PAD_ID:
+        out.append(i)
+    return self.decode_ids(out)
+
+
+class SentencePieceVocab(Vocab):
+
+  def __init__(self, model_proto: bytes):
+    import tensorflow_text as tf_text  # registers the SentencePiece ops.
+    self.model_proto = model_proto
+    self._tokenizer = tf_text.SentencepieceTokenizer(model=model_proto,
+                                                     out_type=tf.int32)
+    self.vocab_size = int(self._tokenizer.vocab_size())
+
+  def encode_tf(self, text):
+    return self._tokenizer.tokenize(text)
+
+  def decode_ids(self, ids):
+    return self._tokenizer.detokenize(tf.constant(ids, tf.int32)).numpy().decode("utf-8")
+
+  @classmethod
+  def train(cls, texts: Iterable[str], size: int) -> "SentencePieceVocab":
+    import sentencepiece as spm
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=model, vocab_size=size,
+        model_type="unigram", character_coverage=1.0, pad_id=PAD_ID, eos_id=EOS_ID,
+        unk_id=UNK_ID, bos_id=-1, hard_vocab_limit=False, minloglevel=2,
+        # Keep every training sentence: our corpora are small.
+        input_sentence_size=0, shuffle_input_sentence=False)
+    return cls(model.getvalue())
+
+  def save_bytes(self) -> bytes:
+    return self.model_proto
+
+
+class CharVocab(Vocab):
+
+  def __init__(self, chars: Sequence[str]):
+    self.chars = list(chars)
+    self.vocab_size = NUM_RESERVED + len(self.chars)
+    keys = tf.constant([ord(c) for c in self.chars], tf.int32)
+    values = tf.range(NUM_RESERVED, self.vocab_size, dtype=tf.int32)
+    self._table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(keys, values), default_value=UNK_ID)
+
+  def encode_tf(self, text):
+    return self._table.lookup(tf.strings.unicode_decode(text, "UTF-8"))
+
+  def decode_ids(self, ids):
+    return "".join(self.chars[i - NUM_RESERVED] if i >= NUM_RESERVED else "\ufffd"
+                   for i in ids)
+
+  @classmethod
+  def train(cls, texts: Iterable[str]) -> "CharVocab":
+    chars = set()
+    for t in texts:
+      chars.update(t)
+    return cls(sorted(chars))
+
+  def save_bytes(self) -> bytes:
+    return json.dumps(self.chars).encode("utf-8")
+
+
+class T2TSubwordVocab(Vocab):
+  """A Tensor2Tensor `.subwords` vocabulary (ids 0 <pad>, 1 <EOS> as in T2T)."""
+
+  def __init__(self, path: str):
+    import tensorflow_datasets as tfds
+    if not os.path.isfile(path):
+      raise UserError(f"T2T vocabulary file {path} does not exist")
+    prefix = path[:-len(".subwords")] if path.endswith(".subwords") else path
+    if not os.path.isfile(prefix + ".subwords"):
+      raise UserError(f"T2T vocabulary {path}: expected a file ending in .subwords")
+    try:
+      self._encoder = tfds.deprecated.text.SubwordTextEncoder.load_from_file(prefix)
+    except Exception as e:
+      raise UserError(f"T2T vocabulary {path} could not be read: {e}") from e
+    # T2T files start with '<pad>', '<EOS>' which SubwordTextEncoder strips and
+    # re-adds as its own reserved ids 0 (pad); we keep 0 pad, 1 EOS.
+    self.vocab_size = self._encoder.vocab_size + 1
+
+  def encode_tf(self, text):
+    def _enc(t):
+      return tf.constant([i + 1 for i in self._encoder.encode(t.numpy().decode("utf-8"))],
+                         tf.int32)
+    ids = tf.py_function(_enc, [text], tf.int32)
+    ids.set_shape([None])
+    return ids
+
+  def decode_ids(self, ids):
+    return self._encoder.decode([i - 1 for i in ids if i > 1])
+
+
+@gin.configurable
+def text_vocab(t2t_subwords_file: str = ""):
+  """gin knob: `text_vocab.t2t_subwords_file = '/path/vocab.subwords'` makes every text
+  feature use an existing T2T vocabulary instead of learning one."""
+  return t2t_subwords_file
+
+
+def vocab_path(data_dir: str, problem_name: str, spec) -> str:
+  suffix = f"spm{spec.size}.model" if spec.kind == "sentencepiece" else "chars.json"
+  return os.path.join(data_dir, "vocab", problem_name, suffix)
+
+
+def load_vocab(path: str, kind: str) -> Vocab:
+  with open(path, "rb") as f:
+    data = f.read()
+  if kind == "sentencepiece":
+    return SentencePieceVocab(data)
+  return CharVocab(json.loads(data.decode("utf-8")))
+
+
+def get_or_build_vocab(data_dir: str, problem_name: str, spec, texts_fn) -> Vocab:
+  """Loads a problem's vocabulary, learning it from `texts_fn()` on first use.
+
+  Saved under DATA_DIR/vocab/PROBLEM/, next to the prepared TFDS data; written to a
+  temporary file and renamed, so a crash never leaves half a vocabulary behind.
+  """
+  t2t = text_vocab()
+  if t2t:
+    return T2TSubwordVocab(t2t)
+  path = vocab_path(data_dir, problem_name, spec)
+  if os.path.exists(path):
+    return load_vocab(path, spec.kind)
+  texts = list(texts_fn())
+  if spec.kind == "sentencepiece":
+    vocab = SentencePieceVocab.train(texts, spec.size)
+  elif spec.kind == "char":
+    vocab = CharVocab.train(texts)
+  else:
+    raise ValueError(f"unknown vocabulary kind {spec.kind!r}")
+  fileio.atomic_write_bytes(path, vocab.save_bytes())
+  return vocab
+
+
+def encode_py(vocab: Vocab, texts: List[str]) -> List[List[int]]:
+  return [vocab.encode_tf(tf.constant(t)).numpy().tolist() for t in texts]

@@ -1,0 +1,61 @@
+"""mnist: 28x28 grey digits -> class label (LeCun et al. 1998). Official 60k/10k split.
+
+Raw file: MANUAL_DIR/mnist/mnist.npz (Keras' layout: x_train, y_train, x_test, y_test).
+Published reference: LeNet-5 0.95% test error; a small CNN about 99% accuracy."""
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from onemodel import problem as problem_lib
+from onemodel import rawdata
+from onemodel.errors import UserError
+
+URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+
+
+class OnemodelMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  name = "onemodel_mnist"
+  VERSION = tfds.core.Version("1.0.0")
+  RAW_FILES = ("mnist.npz",)
+  MANUAL_DOWNLOAD_INSTRUCTIONS = "Place mnist.npz (Keras layout) in the manual dir."
+
+  def _info(self):
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description="MNIST handwritten digits.",
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(28, 28, 1)),
+            "label": tfds.features.ClassLabel(num_classes=10),
+        }),
+        supervised_keys=("image", "label"),
+        homepage="http://yann.lecun.com/exdb/mnist/")
+
+  def _split_generators(self, dl_manager):
+    path = rawdata.local_or_download(dl_manager, {"mnist.npz": URL})["mnist.npz"]
+    try:
+      with np.load(path) as d:
+        arrays = {k: d[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    except Exception as e:
+      raise UserError(f"{path} is not a readable MNIST npz: {e}") from e
+    return {
+        "train": self._generate_examples(arrays["x_train"], arrays["y_train"]),
+        "test": self._generate_examples(arrays["x_test"], arrays["y_test"]),
+    }
+
+  def _generate_examples(self, images, labels):
+    for i, (img, label) in enumerate(zip(images, labels)):
+      yield i, {"image": img[..., None].astype(np.uint8), "label": int(label)}
+
+
+problem_lib.register(problem_lib.Problem(
+    name="mnist",
+    builder=OnemodelMnist,
+    raw_subdir="mnist",
+    inputs=problem_lib.FeatureSpec("image", shape=(28, 28, 1)),
+    targets=problem_lib.FeatureSpec("label", length=2,
+                                    class_names=tuple(str(i) for i in range(10))),
+    # MNIST has no official validation split; like T2T, eval uses the test set.
+    splits={"train": "train", "eval": "test", "test": "test"},
+    metrics=("accuracy",),
+    to_raw=lambda ex: {"inputs": ex["image"], "targets": ex["label"]},
+    description="MNIST digits: image -> class"))
