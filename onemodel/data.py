@@ -127,10 +127,48 @@ def example_features(problem, raw: Dict[str, tf.Tensor], vocab, training: bool):
   return out
 
 
+def _token_keys(problem):
+  return [role for role, spec in problem.features() if spec.modality in ("text",)]
+
+
+def bucket_by_length(ds, problem, boundaries, batch_tokens: int):
+  """Groups examples by token length into a handful of static shapes.
+
+  Each bucket b pads to `boundaries[b]` tokens and holds `batch_tokens // boundaries[b]`
+  examples (T2T's batch size in tokens), so short sentences are not padded to the
+  longest one and XLA/TPU compile one program per bucket, not per length."""
+  keys = _token_keys(problem)
+  top = max(spec.length for role, spec in problem.features() if role in keys)
+  boundaries = sorted(b for b in boundaries if b < top) + [top]
+  sizes = [max(batch_tokens // b, 1) for b in boundaries]
+
+  def length(ex):
+    return tf.reduce_max([tf.reduce_sum(tf.cast(ex[k] != 0, tf.int32)) for k in keys])
+
+  def key_fn(ex):
+    return tf.cast(tf.reduce_sum(tf.cast(length(ex) > tf.constant(boundaries), tf.int32)),
+                   tf.int64)
+
+  def reduce_fn(key, window):
+    size = tf.gather(tf.constant(boundaries), key)
+    def cut(batch):
+      return {k: (v[:, :size] if k in keys else v) for k, v in batch.items()}
+    return window.batch(tf.gather(tf.constant(sizes, tf.int64), key),
+                        drop_remainder=True).map(cut)
+
+  return ds.group_by_window(key_fn, reduce_fn,
+                            window_size_func=lambda k: tf.gather(
+                                tf.constant(sizes, tf.int64), k))
+
+
 def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
             vocab=None, seed: Optional[int] = None, keep_raw: bool = False,
-            shuffle_buffer: int = 4096) -> tf.data.Dataset:
-  """Batched features. Training: repeated, shuffled, static shapes (drop_remainder)."""
+            shuffle_buffer: int = 4096, batch_tokens: int = 0,
+            bucket_boundaries=(8, 12, 16, 20, 24, 32, 48)) -> tf.data.Dataset:
+  """Batched features. Training: repeated, shuffled, static shapes (drop_remainder).
+
+  With `batch_tokens` (training only, text features): length-bucketed batches of about
+  that many tokens instead of `batch_size` examples."""
   ds = raw_split(problem, role, data_dir, shuffle_files=training)
   if training:
     ds = ds.repeat().shuffle(shuffle_buffer, seed=seed)
@@ -146,5 +184,8 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
     return feats
 
   ds = ds.map(featurize, num_parallel_calls=AUTOTUNE, deterministic=not training)
-  ds = ds.batch(batch_size, drop_remainder=training)
+  if training and batch_tokens and _token_keys(problem):
+    ds = bucket_by_length(ds, problem, bucket_boundaries, batch_tokens)
+  else:
+    ds = ds.batch(batch_size, drop_remainder=training)
   return ds.prefetch(AUTOTUNE)

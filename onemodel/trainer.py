@@ -33,6 +33,10 @@ class TrainConfig:
   problem: str = ""
   train_steps: int = 1000
   batch_size: int = 32
+  # Token-budget batching for text problems (0: off): buckets of about this many tokens
+  # per replica, padded to the smallest boundary that fits (see data.bucket_by_length).
+  batch_tokens: int = 0
+  bucket_boundaries: tuple = (8, 12, 16, 20, 24, 32, 48)
   eval_batch_size: int = 128
   steps_per_loop: int = 10          # train steps per tf.function call (less Python overhead)
   log_every_steps: int = 100
@@ -117,7 +121,9 @@ class Trainer:
   def _dataset(self, ctx: tf.distribute.InputContext):
     per_replica = ctx.get_per_replica_batch_size(self.cfg.batch_size)
     ds = data_lib.dataset(self.problem, "train", self.data_dir, per_replica, training=True,
-                          vocab=self.vocab, seed=self.cfg.seed)
+                          vocab=self.vocab, seed=self.cfg.seed,
+                          batch_tokens=self.cfg.batch_tokens // ctx.num_replicas_in_sync,
+                          bucket_boundaries=self.cfg.bucket_boundaries)
     return ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id) \
         if ctx.num_input_pipelines > 1 else ds
 

@@ -4,7 +4,10 @@ Every vocabulary reserves id 0 for padding and id 1 for end-of-sequence (the T2T
 convention, so T2T `.subwords` files load with the same ids) and 2 for unknown.
 
 * `SentencePieceVocab`: subwords learned with the `sentencepiece` trainer (tf-text cannot
-  train SentencePiece models), tokenized in-graph by `tensorflow_text.SentencepieceTokenizer`.
+  train SentencePiece models), tokenized in-graph by tf-text's `FastSentencepieceTokenizer`
+  (the model is a constant, not a resource, so it survives
+  `distribute_datasets_from_function`; the resource-based `SentencepieceTokenizer` fails
+  there with "Resource ... SentencepieceOp does not exist").
   Detokenization is lossless, so BLEU is scored on real detokenized text.
 * `CharVocab`: one id per character through a `tf.lookup` table; per-token loss is then
   exactly per-character loss (tiny-shakespeare's published unit).
@@ -57,8 +60,7 @@ class SentencePieceVocab(Vocab):
   def __init__(self, model_proto: bytes):
     import tensorflow_text as tf_text  # registers the SentencePiece ops.
     self.model_proto = model_proto
-    self._tokenizer = tf_text.SentencepieceTokenizer(model=model_proto,
-                                                     out_type=tf.int32)
+    self._tokenizer = tf_text.FastSentencepieceTokenizer(model_proto)
     self.vocab_size = int(self._tokenizer.vocab_size())
 
   def encode_tf(self, text):
