@@ -42,6 +42,7 @@ class Attention(keras.layers.Layer):
     self.value = keras.layers.Dense(model_dim, use_bias=False, name="value")
     self.out = keras.layers.Dense(model_dim, use_bias=False, name="out")
     self.dropout = keras.layers.Dropout(dropout_rate)
+    self.built = True  # sublayers build on first call
 
   def _split(self, x):
     b, l = tf.shape(x)[0], tf.shape(x)[1]
@@ -70,6 +71,7 @@ class FeedForward(keras.layers.Layer):
     self.inner = keras.layers.Dense(ffn_dim, activation="gelu", name="inner")
     self.outer = keras.layers.Dense(model_dim, name="outer")
     self.dropout = keras.layers.Dropout(dropout_rate)
+    self.built = True
 
   def call(self, x, training=False):
     return self.outer(self.dropout(self.inner(x), training=training))
@@ -91,6 +93,8 @@ class Block(keras.layers.Layer):
     self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="ffn_norm")
     self.ffn = FeedForward(d, cfg.ffn_dim, cfg.dropout_rate, name="ffn")
     self.dropout = keras.layers.Dropout(cfg.dropout_rate)
+    # Sublayers build on first call (a language model never calls cross-attention).
+    self.built = True
 
   def call(self, x, self_mask, context=None, context_mask=None, training=False):
     h = self.self_norm(x)
@@ -116,6 +120,7 @@ class Backbone(keras.layers.Layer):
     self.encoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")
     self.decoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="decoder_norm")
     self.dropout = keras.layers.Dropout(cfg.dropout_rate)
+    self.built = True
 
   def encode(self, x, mask, training=False):
     """x: [B, S, D], mask: [B, S] (1 = real) -> [B, S, D]."""

@@ -114,7 +114,10 @@ class CharVocab(Vocab):
 
 
 class T2TSubwordVocab(Vocab):
-  """A Tensor2Tensor `.subwords` vocabulary (ids 0 <pad>, 1 <EOS> as in T2T)."""
+  """A Tensor2Tensor `.subwords` vocabulary (ids 0 <pad>, 1 <EOS> as in T2T).
+
+  Same subword inventory and ids as T2T; one difference of the surviving tfds encoder:
+  a sentence's last word is matched without T2T's trailing '_' escape."""
 
   def __init__(self, path: str):
     import tensorflow_datasets as tfds
@@ -123,24 +126,32 @@ class T2TSubwordVocab(Vocab):
     prefix = path[:-len(".subwords")] if path.endswith(".subwords") else path
     if not os.path.isfile(prefix + ".subwords"):
       raise UserError(f"T2T vocabulary {path}: expected a file ending in .subwords")
+    with open(prefix + ".subwords", encoding="utf-8") as f:
+      lines = [l.rstrip("\n") for l in f if l.strip()]
+    if lines[:2] != ["'<pad>'", "'<EOS>'"]:
+      raise UserError(f"T2T vocabulary {path}: expected '<pad>' and '<EOS>' as its first "
+                      f"two lines, found {lines[:2]}")
     try:
-      self._encoder = tfds.deprecated.text.SubwordTextEncoder.load_from_file(prefix)
+      # T2T's format (one single-quoted subword a line, no header); tfds' own
+      # load_from_file wants a tfds header, so the list is passed directly.
+      self._encoder = tfds.deprecated.text.SubwordTextEncoder(
+          vocab_list=[l.strip()[1:-1] for l in lines])
     except Exception as e:
       raise UserError(f"T2T vocabulary {path} could not be read: {e}") from e
-    # T2T files start with '<pad>', '<EOS>' which SubwordTextEncoder strips and
-    # re-adds as its own reserved ids 0 (pad); we keep 0 pad, 1 EOS.
-    self.vocab_size = self._encoder.vocab_size + 1
+    # SubwordTextEncoder numbers the file's lines from 1 (0 is its padding), so T2T's
+    # own ids (line index: '<pad>' 0, '<EOS>' 1, subwords from 2) are its ids minus 1.
+    self.vocab_size = self._encoder.vocab_size - 1
 
   def encode_tf(self, text):
     def _enc(t):
-      return tf.constant([i + 1 for i in self._encoder.encode(t.numpy().decode("utf-8"))],
+      return tf.constant([i - 1 for i in self._encoder.encode(t.numpy().decode("utf-8"))],
                          tf.int32)
     ids = tf.py_function(_enc, [text], tf.int32)
     ids.set_shape([None])
     return ids
 
   def decode_ids(self, ids):
-    return self._encoder.decode([i - 1 for i in ids if i > 1])
+    return self._encoder.decode([i + 1 for i in ids if i > EOS_ID])
 
 
 @gin.configurable

@@ -1,0 +1,74 @@
+"""Shared fixtures: real data from ../shared/data, prepared once per session; gin and the
+registry reset around every test; flags never parsed in library tests."""
+
+import os
+import subprocess
+import sys
+
+import gin
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MANUAL_DIR = os.environ.get("ONEMODEL_TEST_MANUAL_DIR",
+                            os.path.join(ROOT, "..", "shared", "data"))
+BIN = os.path.dirname(sys.executable)
+
+
+@pytest.fixture(autouse=True)
+def _clean_gin():
+  gin.clear_config()
+  yield
+  gin.clear_config()
+
+
+@pytest.fixture(scope="session")
+def manual_dir():
+  if not os.path.isdir(MANUAL_DIR):
+    pytest.fail(f"real test data not found at {MANUAL_DIR} (set ONEMODEL_TEST_MANUAL_DIR)")
+  return os.path.abspath(MANUAL_DIR)
+
+
+@pytest.fixture(scope="session")
+def problems():
+  from onemodel import registry
+  registry.load_plugins()
+  return {n: registry.get_problem(n) for n in registry.PROBLEMS.names()}
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory, manual_dir, problems):
+  """Every built-in problem prepared from the real raw files (about 30 s, once)."""
+  import tensorflow_datasets as tfds
+  tfds.disable_progress_bar()
+  from onemodel import data
+  d = str(tmp_path_factory.mktemp("prepared"))
+  for p in problems.values():
+    data.prepare(p, d, manual_dir)
+  return d
+
+
+@pytest.fixture
+def isolated_registry():
+  """Test registrations vanish after the test."""
+  from onemodel import registry
+  saved = dict(registry.PROBLEMS._items)
+  yield registry.PROBLEMS
+  registry.PROBLEMS._items.clear()
+  registry.PROBLEMS._items.update(saved)
+
+
+def cli(tool, *args, timeout=300):
+  """Runs an installed console script; returns (returncode, stdout, stderr)."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  proc = subprocess.run([os.path.join(BIN, tool), *args], capture_output=True, text=True,
+                        timeout=timeout, cwd=ROOT, env=env)
+  return proc.returncode, proc.stdout, proc.stderr
+
+
+def tiny_gin(problem, steps, extra=()):
+  params = [f"TrainConfig.problem='{problem}'", f"TrainConfig.train_steps={steps}",
+            "TrainConfig.batch_size=8", "TrainConfig.log_every_steps=2",
+            "TrainConfig.steps_per_loop=2", "TrainConfig.eval_max_examples=16",
+            "TrainConfig.eval_batch_size=16", "TrainConfig.checkpoint_every_steps=2",
+            *extra]
+  return ["--gin_file=gin/models/tiny.gin"] + [f"--gin_param={p}" for p in params]

@@ -1,0 +1,56 @@
+"""Preprocessing ops tested eagerly and inside tf.data (they can differ)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from onemodel import adapters
+from onemodel import problem as problem_lib
+from onemodel.adapters import speech
+
+
+def test_every_modality_registered():
+  assert {"image", "speech", "text", "label"} <= set(adapters.MODALITIES.names())
+
+
+def test_speech_features_eager_equals_tf_data():
+  spec = problem_lib.FeatureSpec("speech", length=4000, sample_rate=8000)
+  mod = adapters.get_modality("speech")
+  wav = (np.sin(np.arange(3000) * 0.05) * 8000).astype(np.int16)
+  eager = mod.features(tf.constant(wav), spec, None, training=False)
+  ds = tf.data.Dataset.from_tensors(wav).map(
+      lambda w: mod.features(w, spec, None, training=False))
+  graph = next(iter(ds))
+  np.testing.assert_allclose(eager[""], graph[""], atol=1e-4)
+  frames = speech.num_frames(4000, 8000, speech.SpeechConfig())
+  assert eager[""].shape == (frames, speech.SpeechConfig().num_mels)
+  assert int(eager["length"]) == speech.num_frames(3000, 8000, speech.SpeechConfig())
+  # Padded frames are exactly zero; real frames are normalized.
+  assert np.all(eager[""].numpy()[int(eager["length"]):] == 0)
+
+
+def test_speech_subsampler_mask_matches_length():
+  layer = speech.Subsampler(16, speech.SpeechConfig(num_mels=8, conv_channels=4))
+  feats = {"": tf.random.normal([2, 40, 8]), "length": tf.constant([40, 10])}
+  x, mask = layer(feats)
+  assert x.shape == (2, 10, 16)
+  np.testing.assert_array_equal(mask.numpy().sum(1), [10, 3])
+
+
+def test_image_patches_and_shift_augmentation():
+  spec = problem_lib.FeatureSpec("image", shape=(28, 28, 1))
+  mod = adapters.get_modality("image")
+  layer = mod.input_layer(spec, 0, 16)
+  img = tf.random.uniform([3, 28, 28, 1], 0, 255, tf.int32)
+  x, mask = layer({"": img})
+  p = adapters.image.ImageConfig().patch_size
+  assert x.shape == (3, (28 // p) ** 2, 16) and mask.shape == (3, (28 // p) ** 2)
+
+
+def test_label_roundtrip():
+  spec = problem_lib.FeatureSpec("label", length=2, class_names=("a", "b", "c"))
+  mod = adapters.get_modality("label")
+  ids = mod.target_ids(tf.constant(2, tf.int64), spec, None).numpy().tolist()
+  assert mod.postprocess(ids, spec, None) == 2
+  assert mod.postprocess([0], spec, None) == -1
+  assert mod.vocab_size(spec, None) == 3 + 3
