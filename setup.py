@@ -27,7 +27,7 @@ setup(
     package_data={"problems": ["checksums.tsv"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest==9.2.0", "pytest-timeout"],
+        "test": ["pytest==9.2.0", "pytest-timeout==2.4.0"],
         "bench": ["matplotlib==3.11.2"],
     },
     entry_points={

@@ -67,3 +67,19 @@ def test_usr_dir_import_error_names_plugin(tmp_path, isolated_registry):
 def test_usr_dir_missing(tmp_path):
   with pytest.raises(UserError, match="not a directory"):
     registry.import_usr_dir(str(tmp_path / "nope"))
+
+
+def test_entry_point_import_error_names_plugin(monkeypatch):
+  class BrokenEntryPoint:
+    name = "broken_plugin"
+    value = "no_such_package_xyz.problems"
+
+    def load(self):
+      raise ImportError("No module named 'no_such_package_xyz'")
+
+  monkeypatch.setattr(registry.importlib.metadata, "entry_points",
+                      lambda group: [BrokenEntryPoint()])
+  with pytest.raises(UserError) as e:
+    registry.load_entry_points()
+  assert "plugin 'broken_plugin' failed to import" in str(e.value)
+  assert "no_such_package_xyz" in str(e.value)
