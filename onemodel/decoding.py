@@ -15,6 +15,8 @@ def greedy(model, problem: str, batch, max_length: int):
     logits = model.decode(problem, ids, enc, enc_mask, training=False)   # [B, T, V]
     nxt = tf.argmax(logits[:, i], axis=-1, output_type=tf.int32)         # [B]
     ids += tf.one_hot(i, max_length, dtype=tf.int32)[tf.newaxis] * nxt[:, tf.newaxis]
+    if tf.reduce_all(tf.reduce_any(ids == vocab_lib.EOS_ID, axis=1)):
+      break  # every row has ended
   return ids
 
 
