@@ -36,6 +36,10 @@ setup(
             "onemodel-eval=onemodel.cli.eval:run",
             "onemodel-prepare=onemodel.cli.prepare:run",
             "onemodel-problems=onemodel.cli.problems:run",
+            "onemodel-decode=onemodel.cli.decode:run",
+            "onemodel-export=onemodel.cli.export:run",
+            "onemodel-predict=onemodel.cli.predict:run",
+            "onemodel-average=onemodel.cli.average:run",
         ],
         # Built-in problems are plugins like any other.
         "onemodel.problems": [

@@ -49,10 +49,13 @@ class Attention(keras.layers.Layer):
     # [B, L, D] -> [B, L, H, K] -> [B, H, L, K]
     return tf.transpose(tf.reshape(x, [b, l, self.num_heads, self.head_dim]), [0, 2, 1, 3])
 
-  def call(self, x, context, mask, training=False):
+  def project_kv(self, context):
+    """[B, S, D] -> keys and values, each [B, H, S, K]."""
+    return self._split(self.key(context)), self._split(self.value(context))
+
+  def attend(self, x, k, v, mask, training=False):
+    """Queries from x [B, Lq, D] over given keys/values [B, H, Lk, K] -> [B, Lq, D]."""
     q = self._split(self.query(x)) * (1.0 / math.sqrt(self.head_dim))
-    k = self._split(self.key(context))
-    v = self._split(self.value(context))
     logits = tf.einsum("bhqk,bhsk->bhqs", q, k)  # [B, H, Lq, Lk]
     # Masked positions get a large negative logit (not -inf: a fully masked row stays
     # finite instead of turning into NaN).
@@ -60,8 +63,13 @@ class Attention(keras.layers.Layer):
     weights = self.dropout(tf.nn.softmax(logits, axis=-1), training=training)
     y = tf.einsum("bhqs,bhsk->bhqk", weights, v)  # [B, H, Lq, K]
     b, lq = tf.shape(y)[0], tf.shape(y)[2]
+    # [B, H, Lq, K] -> [B, Lq, H, K] -> [B, Lq, D]
     y = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [b, lq, self.num_heads * self.head_dim])
     return self.out(y)
+
+  def call(self, x, context, mask, training=False):
+    k, v = self.project_kv(context)
+    return self.attend(x, k, v, mask, training=training)
 
 
 class FeedForward(keras.layers.Layer):
@@ -107,6 +115,24 @@ class Block(keras.layers.Layer):
     return x + self.dropout(self.ffn(h, training=training), training=training)
 
 
+  def step(self, x, cache, index, cross_kv=None, context_mask=None):
+    """One decoding position. x: [B, 1, D]; cache: {'k', 'v'} of [B, H, T, K] holding
+    the keys/values of positions < index; returns (y [B, 1, D], updated cache)."""
+    h = self.self_norm(x)
+    k_new, v_new = self.self_attn.project_kv(h)                        # [B, H, 1, K]
+    t = cache["k"].shape[2]
+    # Static-shape cache write at `index` (XLA-friendly; no dynamic slicing).
+    at = tf.one_hot(index, t, dtype=x.dtype)[tf.newaxis, tf.newaxis, :, tf.newaxis]
+    cache = {"k": cache["k"] * (1 - at) + k_new * at,
+             "v": cache["v"] * (1 - at) + v_new * at}
+    visible = tf.cast(tf.range(t) <= index, x.dtype)[tf.newaxis, tf.newaxis, tf.newaxis]
+    x = x + self.self_attn.attend(h, cache["k"], cache["v"], visible)
+    if self.cross and cross_kv is not None:
+      h = self.cross_norm(x)
+      x = x + self.cross_attn.attend(h, cross_kv[0], cross_kv[1], context_mask)
+    return x + self.ffn(self.ffn_norm(x)), cache
+
+
 class Backbone(keras.layers.Layer):
   """Encoder stack + decoder stack. Knows nothing of images, speech or text."""
 
@@ -141,3 +167,28 @@ class Backbone(keras.layers.Layer):
     for layer in self.decoder_layers:
       y = layer(y, causal, encoder_out, context_mask, training=training)
     return self.decoder_norm(y)
+
+  def init_cache(self, batch_size, max_length, dtype=tf.float32):
+    """Zeroed self-attention caches, one per decoder layer: [B, H, T, K] each."""
+    h = self.cfg.num_heads
+    k = self.cfg.model_dim // h
+    return [{"k": tf.zeros([batch_size, h, max_length, k], dtype),
+             "v": tf.zeros([batch_size, h, max_length, k], dtype)}
+            for _ in self.decoder_layers]
+
+  def cross_kv(self, encoder_out):
+    """Encoder keys/values for every decoder layer, computed once per decode."""
+    if encoder_out is None:
+      return [None] * len(self.decoder_layers)
+    return [layer.cross_attn.project_kv(encoder_out) for layer in self.decoder_layers]
+
+  def decode_step(self, y, caches, index, cross_kvs, encoder_mask=None):
+    """y: [B, 1, D] at position `index` -> ([B, 1, D], caches). Matches `decode`."""
+    context_mask = None
+    if encoder_mask is not None:
+      context_mask = encoder_mask[:, tf.newaxis, tf.newaxis, :]
+    new = []
+    for layer, cache, kv in zip(self.decoder_layers, caches, cross_kvs):
+      y, cache = layer.step(y, cache, index, kv, context_mask)
+      new.append(cache)
+    return self.decoder_norm(y), new

@@ -27,9 +27,14 @@ class Evaluator:
       logits = model(batch, problem=name, training=False)
       return model_lib.token_loss(logits, batch["targets"])
 
+    cfg = decoding.DecodeConfig()
+    if cfg.return_beams:
+      cfg = decoding.DecodeConfig(**{**cfg.__dict__, "return_beams": False})
+    max_len = cfg.max_decode_length or problem.targets.length
+
     @tf.function
     def decode_fn(batch):
-      return decoding.greedy(model, name, batch, problem.targets.length)
+      return decoding.decode(model, name, batch, max_len, cfg)[0]
 
     self._loss_fn, self._decode_fn = loss_fn, decode_fn
 

@@ -82,6 +82,20 @@ class OneModel(keras.Model):
     h = self.backbone.decode(y, encoder_out, encoder_mask, training=training)
     return emb.logits(h)
 
+  def decode_step(self, problem: str, prev_ids, index, caches, cross_kvs, encoder_mask):
+    """Incremental decoding: the token at position index-1 (ignored at 0, where the task
+    token stands) -> (logits [B, V] for position `index`, caches). Equals `decode`."""
+    emb = self.target_embedding(problem)
+    b = tf.shape(prev_ids)[0]
+    task = tf.gather(self.task_embedding, self.task_index[problem])
+    task = tf.tile(task[tf.newaxis, tf.newaxis, :], [b, 1, 1])               # [B, 1, D]
+    y = tf.where(tf.equal(index, 0), task, emb(prev_ids[:, tf.newaxis]))     # [B, 1, D]
+    max_len = caches[0]["k"].shape[2]
+    pos = base.sinusoidal_positions(max_len, self.cfg.model_dim)
+    y += tf.gather(pos, index)[tf.newaxis, tf.newaxis, :]
+    h, caches = self.backbone.decode_step(y, caches, index, cross_kvs, encoder_mask)
+    return emb.logits(h)[:, 0], caches
+
   def call(self, batch, problem: str, training=False):
     enc, mask = self.encode(problem, batch, training=training)
     return self.decode(problem, batch["targets"], enc, mask, training=training)

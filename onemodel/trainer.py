@@ -136,6 +136,18 @@ class Trainer:
     with self.strategy.scope():
       self.optimizer.build(self.model.trainable_variables)
 
+  def restore(self, checkpoint: str = "") -> str:
+    """Creates the variables and restores `checkpoint` (default: the run's latest)."""
+    path = checkpoint or self.manager.latest_checkpoint
+    if not path:
+      raise UserError(f"no checkpoint in {os.path.join(self.output_dir, 'checkpoints')}")
+    if not tf.io.gfile.exists(path + ".index"):
+      raise UserError(f"checkpoint {path} does not exist")
+    iterator = iter(self.strategy.distribute_datasets_from_function(self._dataset))
+    self._build_variables(iterator)
+    restore_or_init(self.checkpoint, self.manager, path)
+    return path
+
   def _make_train_loop(self):
     model, opt, name = self.model, self.optimizer, self.problem.name
     ls = self.cfg.label_smoothing

@@ -35,6 +35,7 @@ NUM_RESERVED = 3
 class Vocab:
   """Interface: `vocab_size`, `encode_tf` (in-graph), `decode` (Python)."""
   vocab_size: int
+  exportable = True  # encode_tf/decode_tf are pure graph ops (no py_function)
 
   def encode_tf(self, text: tf.Tensor) -> tf.Tensor:
     """A scalar tf.string -> 1-D int32 ids, without EOS."""
@@ -42,6 +43,10 @@ class Vocab:
 
   def decode_ids(self, ids: Sequence[int]) -> str:
     raise NotImplementedError
+
+  def decode_tf(self, ids: tf.RaggedTensor) -> tf.Tensor:
+    """In-graph detokenization (for SavedModels): ragged [N, None] ids -> [N] strings."""
+    raise NotImplementedError(f"{type(self).__name__} cannot detokenize in a graph")
 
   def decode(self, ids: Sequence[int]) -> str:
     """Ids -> text; stops at the first EOS and drops padding."""
@@ -68,6 +73,9 @@ class SentencePieceVocab(Vocab):
 
   def decode_ids(self, ids):
     return self._tokenizer.detokenize(tf.constant(ids, tf.int32)).numpy().decode("utf-8")
+
+  def decode_tf(self, ids):
+    return self._tokenizer.detokenize(ids)
 
   @classmethod
   def train(cls, texts: Iterable[str], size: int) -> "SentencePieceVocab":
@@ -102,6 +110,10 @@ class CharVocab(Vocab):
     return "".join(self.chars[i - NUM_RESERVED] if i >= NUM_RESERVED else "\ufffd"
                    for i in ids)
 
+  def decode_tf(self, ids):
+    table = tf.constant(["\ufffd"] * NUM_RESERVED + self.chars)
+    return tf.strings.reduce_join(tf.gather(table, ids), axis=-1)
+
   @classmethod
   def train(cls, texts: Iterable[str]) -> "CharVocab":
     chars = set()
@@ -117,7 +129,9 @@ class T2TSubwordVocab(Vocab):
   """A Tensor2Tensor `.subwords` vocabulary (ids 0 <pad>, 1 <EOS> as in T2T).
 
   Same subword inventory and ids as T2T; one difference of the surviving tfds encoder:
-  a sentence's last word is matched without T2T's trailing '_' escape."""
+  a sentence's last word is matched without T2T's trailing '_' escape. Tokenizes through
+  tf.py_function, so it trains and evaluates but cannot be exported in a SavedModel."""
+  exportable = False
 
   def __init__(self, path: str):
     import tensorflow_datasets as tfds

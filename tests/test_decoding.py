@@ -8,7 +8,13 @@ from onemodel import problem as problem_lib
 from onemodel import vocab as vocab_lib
 
 
+_TRAINED = {}
+
+
 def _model():
+  """A tiny model trained briefly to copy its input, so its outputs end with EOS."""
+  if "m" in _TRAINED:
+    return _TRAINED["m"]
   gin.parse_config_files_and_bindings(["gin/models/tiny.gin"], [])
   p = problem_lib.Problem(
       name="copy", builder=None, raw_subdir="", metrics=("accuracy",), to_raw=None,
@@ -16,7 +22,31 @@ def _model():
       targets=problem_lib.FeatureSpec("text", length=6, vocab=problem_lib.VocabSpec()),
       splits={})
   vocab = type("V", (), {"vocab_size": 12})()
-  return p, model_lib.build([p], {"copy": vocab})
+  model = model_lib.build([p], {"copy": vocab})
+  rng = np.random.default_rng(0)
+  model({"inputs": tf.ones([1, 6], tf.int32), "targets": tf.ones([1, 6], tf.int32)},
+        problem="copy")
+  opt = tf.keras.optimizers.Adam(3e-3)
+  opt.build(model.trainable_variables)
+
+  @tf.function
+  def step(b):
+    with tf.GradientTape() as tape:
+      s, c = model_lib.token_loss(model(b, problem="copy", training=True), b["targets"])
+      loss = s / c
+    grads = tape.gradient(loss, model.trainable_variables)
+    opt.apply_gradients(zip(grads, model.trainable_variables))
+    return loss
+
+  for _ in range(300):
+    lengths = rng.integers(1, 5, size=32)
+    seq = np.zeros([32, 6], np.int32)
+    for r, n in enumerate(lengths):
+      seq[r, :n] = rng.integers(3, 12, size=n)
+      seq[r, n] = vocab_lib.EOS_ID
+    loss = step({"inputs": tf.constant(seq), "targets": tf.constant(seq)})
+  _TRAINED["m"] = (p, model)
+  return p, model
 
 
 def test_greedy_matches_teacher_forced_argmax():
@@ -38,3 +68,80 @@ def test_greedy_compiles_with_xla():
   eager = decoding.greedy(model, "copy", batch, 6).numpy()
   xla = tf.function(lambda b: decoding.greedy(model, "copy", b, 6), jit_compile=True)
   np.testing.assert_array_equal(xla(batch).numpy(), eager)
+
+
+def _batch():
+  return {"inputs": tf.constant([[4, 5, 6, 1, 0, 0], [7, 8, 1, 0, 0, 0], [9, 1, 0, 0, 0, 0]]),
+          "targets": tf.zeros([3, 6], tf.int32)}
+
+
+def _first_eos_prefix(ids):
+  return [decoding.strip_eos(r) for r in np.asarray(ids)]
+
+
+def test_cached_greedy_equals_uncached():
+  p, model = _model()
+  batch = _batch()
+  uncached = decoding.greedy(model, "copy", batch, 6).numpy()
+  cached, _ = decoding.cached_greedy(model, "copy", batch, 6)
+  assert all(vocab_lib.EOS_ID in row for row in uncached)  # the model learned to stop
+  # Identical up to and including EOS (the uncached decoder keeps writing after it).
+  assert _first_eos_prefix(cached) == _first_eos_prefix(uncached)
+  assert all(vocab_lib.EOS_ID in row for row in cached.numpy())
+
+
+def test_beam_of_one_equals_greedy():
+  p, model = _model()
+  batch = _batch()
+  greedy, _ = decoding.cached_greedy(model, "copy", batch, 6)
+  beams, _ = decoding.cached_beam(model, "copy", batch, 6, beam_size=1, alpha=0.0)
+  assert _first_eos_prefix(beams[:, 0]) == _first_eos_prefix(greedy)
+
+
+def test_beam_scores_sorted_and_better_than_greedy_logprob():
+  p, model = _model()
+  batch = _batch()
+  _, greedy_lp = decoding.cached_greedy(model, "copy", batch, 6)
+  seqs, scores = decoding.cached_beam(model, "copy", batch, 6, beam_size=4, alpha=0.0)
+  assert seqs.shape == (3, 4, 6)
+  s = scores.numpy()
+  assert np.all(s[:, :-1] >= s[:, 1:] - 1e-6)
+  assert np.all(s[:, 0] >= greedy_lp.numpy() - 1e-4)
+
+
+def test_length_penalty_changes_the_choice():
+  # Vocabulary: 0 pad, 1 EOS, 2 'a'. First step: EOS 0.55, 'a' 0.45; after 'a': EOS 0.9.
+  # Raw log-probs prefer [EOS]; a strong length penalty prefers ['a', EOS].
+  def logits_fn(prev, i, state):
+    first = tf.math.log(tf.constant([[1e-9, 0.55, 0.45]]))
+    later = tf.math.log(tf.constant([[1e-9, 0.9, 0.1]]))
+    logits = tf.where(tf.equal(i, 0), first, later)
+    return tf.tile(logits, [tf.shape(prev)[0], 1]), state
+
+  def best(alpha):
+    seqs, _ = decoding.beam_search(logits_fn, 1, 2, 4, alpha, {"x": tf.zeros([2, 1])})
+    return decoding.strip_eos(seqs[0, 0].numpy())
+
+  assert best(0.0) == []
+  assert best(5.0) == [2]
+
+
+def test_cached_decoders_compile_with_xla():
+  p, model = _model()
+  batch = _batch()
+  eager, _ = decoding.cached_greedy(model, "copy", batch, 6)
+  xla = tf.function(lambda b: decoding.cached_greedy(model, "copy", b, 6)[0],
+                    jit_compile=True)
+  np.testing.assert_array_equal(xla(batch).numpy(), eager.numpy())
+  beam_eager = decoding.cached_beam(model, "copy", batch, 6, 3)[0].numpy()
+  beam_xla = tf.function(lambda b: decoding.cached_beam(model, "copy", b, 6, 3)[0],
+                         jit_compile=True)(batch).numpy()
+  np.testing.assert_array_equal(beam_xla, beam_eager)
+
+
+def test_sampling_with_top_k_one_is_greedy():
+  p, model = _model()
+  batch = _batch()
+  greedy, _ = decoding.cached_greedy(model, "copy", batch, 6)
+  sampled, _ = decoding.cached_greedy(model, "copy", batch, 6, temperature=1.0, top_k=1)
+  np.testing.assert_array_equal(sampled.numpy(), greedy.numpy())

@@ -43,6 +43,15 @@ class Modality:
     """Decoded ids (Python list) -> the value the metric compares with references."""
     raise NotImplementedError
 
+  def postprocess_tf(self, ids, spec, vocab):
+    """In-graph postprocess for SavedModels: ids [N, T] (ending at EOS) -> [N] strings."""
+    raise NotImplementedError
+
+  def decode_raw(self, data, spec):
+    """In-graph: an encoded file (tf.string scalar: WAV, PNG/JPEG bytes or text) -> the
+    raw value `features` takes, with a clear error for input that is not of this kind."""
+    raise NotImplementedError(f"modality {self.name!r} takes no raw input")
+
   def reference(self, raw, spec):
     """Raw target (numpy) -> the reference value for metrics."""
     raise NotImplementedError
@@ -61,6 +70,13 @@ def with_eos(ids, length):
   """Truncates to length-1 tokens, appends EOS, pads to `length`."""
   ids = tf.concat([ids[:length - 1], [vocab_lib.EOS_ID]], axis=0)
   return pad_or_truncate(ids, length)
+
+
+def until_eos(ids):
+  """[N, T] ids -> ragged [N, None]: the tokens before the first EOS, padding dropped."""
+  before_eos = tf.equal(tf.cumsum(tf.cast(tf.equal(ids, vocab_lib.EOS_ID), tf.int32),
+                                  axis=1), 0)
+  return tf.ragged.boolean_mask(ids, before_eos & tf.not_equal(ids, vocab_lib.PAD_ID))
 
 
 def sinusoidal_positions(length, dim):

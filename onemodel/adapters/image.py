@@ -52,6 +52,19 @@ class Image(base.Modality):
       img = tf.image.random_crop(img, spec.shape)
     return {"": img}
 
+  def decode_raw(self, data, spec):
+    """PNG/JPEG/GIF/BMP bytes -> uint8 [H, W, C] of the problem's shape."""
+    h, w, c = spec.shape
+    tf.debugging.assert_positive(tf.strings.length(data), message="onemodel: empty image")
+    magic = tf.strings.substr(data, 0, 4)
+    known = tf.reduce_any(tf.equal(magic, [b"\x89PNG", b"GIF8"])) | tf.io.is_jpeg(data) | \
+        tf.equal(tf.strings.substr(data, 0, 2), b"BM")
+    tf.debugging.Assert(known, ["onemodel: input is not a PNG, JPEG, GIF or BMP image"])
+    img = tf.io.decode_image(data, channels=c, expand_animations=False)
+    tf.debugging.Assert(tf.reduce_all(tf.equal(tf.shape(img)[:2], [h, w])),
+                        [f"onemodel: image must be {h}x{w}, got", tf.shape(img)[:2]])
+    return tf.ensure_shape(img, spec.shape)
+
   def input_layer(self, spec, vocab_size, model_dim, embedding=None):
     h, w, _ = spec.shape
     return PatchEmbedding(h, w, ImageConfig().patch_size, model_dim, name="image_input")

@@ -26,6 +26,12 @@ class Label(base.Modality):
     k = int(ids[0]) - vocab_lib.NUM_RESERVED if len(ids) else -1
     return k if 0 <= k < len(spec.class_names) else -1
 
+  def postprocess_tf(self, ids, spec, vocab):
+    names = tf.constant(list(spec.class_names) + [""])
+    k = ids[:, 0] - vocab_lib.NUM_RESERVED
+    k = tf.where((k >= 0) & (k < len(spec.class_names)), k, len(spec.class_names))
+    return tf.gather(names, k)
+
   def reference(self, raw, spec):
     return int(raw)
 

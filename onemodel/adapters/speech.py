@@ -87,6 +87,21 @@ class Speech(base.Modality):
     feats = base.pad_or_truncate(feats, frames)               # [frames, mels]
     return {"": feats, "length": tf.minimum(valid, frames)}
 
+  def decode_raw(self, data, spec):
+    """WAV bytes (16-bit PCM) -> float waveform in [-1, 1] at the problem's rate."""
+    tf.debugging.Assert(
+        tf.strings.length(data) > 44,
+        ["onemodel: input is not a WAV file (too short for a RIFF/WAVE header)"])
+    tf.debugging.Assert(
+        tf.equal(tf.strings.substr(data, 0, 4), b"RIFF") &
+        tf.equal(tf.strings.substr(data, 8, 4), b"WAVE"),
+        ["onemodel: input is not a RIFF/WAVE file"])
+    audio, rate = tf.audio.decode_wav(data, desired_channels=1)
+    tf.debugging.Assert(tf.equal(rate, spec.sample_rate),
+                        [f"onemodel: WAV sample rate must be {spec.sample_rate} Hz, got",
+                         rate])
+    return audio[:, 0]
+
   def input_layer(self, spec, vocab_size, model_dim, embedding=None):
     return Subsampler(model_dim, SpeechConfig(), name="speech_input")
 

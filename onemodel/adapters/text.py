@@ -25,6 +25,14 @@ class Text(base.Modality):
   def postprocess(self, ids, spec, vocab):
     return vocab.decode(ids)
 
+  def postprocess_tf(self, ids, spec, vocab):
+    return vocab.decode_tf(base.until_eos(ids))
+
+  def decode_raw(self, data, spec):
+    tf.debugging.assert_positive(tf.strings.length(tf.strings.strip(data)),
+                                 message="onemodel: empty input text")
+    return data
+
   def reference(self, raw, spec):
     return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
 

@@ -67,6 +67,27 @@ def parse_gin(files, params, finalize=True):
     raise UserError(f"gin: {msg}{' (' + where + ')' if where else ''}") from e
 
 
+def define_run_flags():
+  flags.DEFINE_string("output_dir", None, "The training run's output dir.")
+  flags.DEFINE_string("checkpoint", "", "A checkpoint path (default: the latest in the run).")
+
+
+def load_run():
+  """Rebuilds a run's model from OUTPUT_DIR/config.gin and restores its checkpoint."""
+  load_plugins()
+  out = FLAGS.output_dir
+  if not out or not os.path.isdir(out):
+    raise UserError(f"--output_dir {out} is not a training run directory")
+  config = os.path.join(out, "config.gin")
+  if not os.path.isfile(config):
+    raise UserError(f"{config} not found: is {out} an onemodel-train output dir?")
+  parse_gin([config] + FLAGS.gin_file, FLAGS.gin_param)
+  from onemodel import trainer
+  t = trainer.Trainer(out, FLAGS.data_dir, FLAGS.manual_dir)
+  path = t.restore(FLAGS.checkpoint)
+  return t, path
+
+
 def load_plugins():
   from onemodel import registry
   registry.load_plugins(FLAGS.usr_dir)

@@ -1,0 +1,116 @@
+"""SavedModels that take raw inputs: text strings, WAV bytes, PNG/JPEG bytes.
+
+Tokenization, feature extraction, decoding and detokenization all run inside the graph,
+so a client needs TensorFlow and tensorflow-text only (T2T's exports wanted pre-encoded
+ids, and every client re-implemented the tokenizer). One signature per problem, named
+after it; a single-problem export also has `serving_default`. Input that is not what the
+signature takes (an empty string, a corrupt WAV, a non-image) fails the request with an
+InvalidArgumentError naming the problem; the serving process goes on.
+"""
+
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from onemodel import adapters
+from onemodel import decoding
+from onemodel.errors import UserError
+
+INPUT_KIND = {"text": "text", "speech": "wav", "image": "image"}
+
+
+class Servable(tf.Module):
+  """Raw inputs -> outputs for each problem of a model. Also used by onemodel-decode."""
+
+  def __init__(self, model, problems, vocabs, decode_cfg: decoding.DecodeConfig):
+    super().__init__(name="onemodel")
+    self.model = model
+    self._problems = {p.name: p for p in problems}
+    self._vocabs = vocabs
+    self._cfg = decode_cfg
+    self.functions = {}
+    for p in problems:
+      if p.inputs is None:
+        continue  # language models take no input; sample them with onemodel-decode
+      kind = INPUT_KIND.get(p.inputs.modality)
+      if kind is None:
+        continue
+      self.functions[p.name] = self._make_fn(p, kind)
+
+  def _features(self, p, data):
+    """[N] encoded inputs -> a batch of model features, example by example."""
+    mod = adapters.get_modality(p.inputs.modality)
+    vocab = self._vocabs.get(p.name)
+
+    def one(x):
+      return mod.features(mod.decode_raw(x, p.inputs), p.inputs, vocab, training=False)
+
+    spec = tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype),
+                                 one(tf.constant(self._example_input(p))))
+    feats = tf.map_fn(one, data, fn_output_signature=spec)
+    return {"inputs" + (f"_{k}" if k else ""): v for k, v in feats.items()}
+
+  @staticmethod
+  def _example_input(p):
+    """A valid input used once, at trace time, to read the feature shapes."""
+    if p.inputs.modality == "text":
+      return "a"
+    if p.inputs.modality == "speech":
+      import io, wave
+      buf = io.BytesIO()
+      with wave.open(buf, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(p.inputs.sample_rate)
+        w.writeframes(b"\0\0" * 400)
+      return buf.getvalue()
+    h, w, c = p.inputs.shape
+    return tf.io.encode_png(tf.zeros([h, w, c], tf.uint8)).numpy()
+
+  def _make_fn(self, p, kind):
+    model, cfg = self.model, self._cfg
+    tmod = adapters.get_modality(p.targets.modality)
+    vocab = self._vocabs.get(p.name)
+    max_len = cfg.max_decode_length or p.targets.length
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=kind)])
+    def serve(data):
+      batch = self._features(p, data)
+      batch["targets"] = tf.zeros([tf.shape(data)[0], p.targets.length], tf.int32)
+      ids, scores = decoding.decode(model, p.name, batch, max_len, cfg)
+      if len(ids.shape) == 3:  # return_beams: [N, K, T]
+        n, k = tf.shape(ids)[0], tf.shape(ids)[1]
+        text = tmod.postprocess_tf(tf.reshape(ids, [n * k, -1]), p.targets, vocab)
+        return {"outputs": tf.reshape(text, [n, k]), "scores": scores}
+      return {"outputs": tmod.postprocess_tf(ids, p.targets, vocab), "scores": scores}
+
+    return serve
+
+  def __call__(self, problem, data):
+    return self.functions[problem](tf.constant(data))
+
+
+def export(servable: Servable, export_dir: str) -> str:
+  """Writes the SavedModel to a temporary directory, then renames it into place."""
+  if not servable.functions:
+    raise UserError("nothing to export: no problem of this model takes raw inputs")
+  for name, vocab in servable._vocabs.items():
+    if vocab is not None and not vocab.exportable:
+      raise UserError(f"problem {name}: its vocabulary ({type(vocab).__name__}) cannot run "
+                      "inside a SavedModel; use a learned (SentencePiece or char) vocabulary")
+  signatures = {name: fn.get_concrete_function() for name, fn in servable.functions.items()}
+  if len(signatures) == 1:
+    signatures["serving_default"] = next(iter(signatures.values()))
+  parent = os.path.dirname(os.path.abspath(export_dir))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(dir=parent, prefix=".export-")
+  try:
+    tf.saved_model.save(servable, tmp, signatures=signatures)
+    if os.path.exists(export_dir):
+      shutil.rmtree(export_dir)
+    os.replace(tmp, export_dir)
+  finally:
+    if os.path.exists(tmp):
+      shutil.rmtree(tmp)
+  return export_dir
+
