@@ -21,6 +21,17 @@ from onemodel.errors import UserError
 INPUT_KIND = {"text": "text", "speech": "wav", "image": "image"}
 
 
+def error_line(message: str) -> str:
+  """The informative line of a TF InvalidArgumentError raised by a serving function."""
+  lines = [l.strip() for l in message.splitlines() if l.strip()]
+  for l in lines:
+    if "onemodel:" in l:
+      return l[l.index("onemodel:"):].split("]")[0].strip()
+  skip = ("Graph execution error", "Detected at node", "[[", "Stack trace", "File ")
+  rest = [l for l in lines if not l.startswith(skip)]
+  return (rest or lines or ["invalid input"])[0]
+
+
 class Servable(tf.Module):
   """Raw inputs -> outputs for each problem of a model. Also used by onemodel-decode."""
 
@@ -47,25 +58,12 @@ class Servable(tf.Module):
     def one(x):
       return mod.features(mod.decode_raw(x, p.inputs), p.inputs, vocab, training=False)
 
+    # Every modality's features have static shapes; read them off a symbolic trace.
+    traced = tf.function(one).get_concrete_function(tf.TensorSpec([], tf.string))
     spec = tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype),
-                                 one(tf.constant(self._example_input(p))))
+                                 traced.structured_outputs)
     feats = tf.map_fn(one, data, fn_output_signature=spec)
     return {"inputs" + (f"_{k}" if k else ""): v for k, v in feats.items()}
-
-  @staticmethod
-  def _example_input(p):
-    """A valid input used once, at trace time, to read the feature shapes."""
-    if p.inputs.modality == "text":
-      return "a"
-    if p.inputs.modality == "speech":
-      import io, wave
-      buf = io.BytesIO()
-      with wave.open(buf, "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(p.inputs.sample_rate)
-        w.writeframes(b"\0\0" * 400)
-      return buf.getvalue()
-    h, w, c = p.inputs.shape
-    return tf.io.encode_png(tf.zeros([h, w, c], tf.uint8)).numpy()
 
   def _make_fn(self, p, kind):
     model, cfg = self.model, self._cfg

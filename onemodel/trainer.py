@@ -184,7 +184,7 @@ class Trainer:
   def _write_config(self, name: str, text: str):
     fileio.atomic_write_text(os.path.join(self.output_dir, name), text)
 
-  def evaluate(self, role: str, step: int, writer=None):
+  def evaluate(self, role: str, step: int, writer=None, tag: str = ""):
     ev = evaluation.Evaluator(self.model, self.problem, self.vocab, self.data_dir,
                               self.cfg.eval_batch_size)
     results = ev.evaluate(role, self.cfg.eval_max_examples)
@@ -195,8 +195,10 @@ class Trainer:
         for k, v in results.items():
           tf.summary.scalar(f"{self.problem.name}/{role}/{k}", v, step=step)
     fileio.atomic_write_json(
-        os.path.join(self.output_dir, f"metrics_{role}_step{step}.json"),
-        {"problem": self.problem.name, "split": role, "step": step, "metrics": results})
+        os.path.join(self.output_dir,
+                     f"metrics_{role}{'_' + tag if tag else ''}_step{step}.json"),
+        {"problem": self.problem.name, "split": role, "step": step, "tag": tag,
+         "metrics": results})
     return results
 
   def train(self):

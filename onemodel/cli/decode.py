@@ -62,8 +62,9 @@ def _decode_all(servable, problem, inputs):
     try:
       res = servable(problem.name, chunk)
     except tf.errors.InvalidArgumentError as e:
+      from onemodel.export import error_line
       raise UserError(f"bad input among items {i + 1}-{i + len(chunk)}: "
-                      f"{e.message.strip().splitlines()[0]}") from e
+                      f"{error_line(e.message)}") from e
     outs += [o.decode("utf-8") for o in res["outputs"].numpy().reshape(-1)]
   return outs
 
@@ -84,8 +85,8 @@ def _interactive(servable, problem):
       data = line if text else open(line.strip(), "rb").read()
       print(servable(problem.name, [data])["outputs"].numpy()[0].decode("utf-8"))
     except (OSError, tf.errors.InvalidArgumentError) as e:
-      msg = e.message.strip().splitlines()[0] if hasattr(e, "message") else str(e)
-      print(f"error: {msg}")
+      from onemodel.export import error_line
+      print(f"error: {error_line(e.message) if hasattr(e, 'message') else e}")
 
 
 def _samples(t, n):

@@ -28,7 +28,10 @@ def main(argv):
   import tensorflow as tf
   step = int(t.step.numpy())
   writer = tf.summary.create_file_writer(os.path.join(FLAGS.output_dir, "eval"))
-  results = t.evaluate(FLAGS.split, step, writer)
+  # A checkpoint from outside the run's checkpoints/ (e.g. averaged/) gets its own
+  # metrics file instead of overwriting the one of the same step.
+  where = os.path.basename(os.path.dirname(os.path.abspath(path)))
+  results = t.evaluate(FLAGS.split, step, writer, tag="" if where == "checkpoints" else where)
   print(json.dumps({"problem": t.problem.name, "split": FLAGS.split, "step": step,
                     "checkpoint": path, "metrics": results}, sort_keys=True))
 

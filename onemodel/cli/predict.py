@@ -21,6 +21,20 @@ flags.DEFINE_string("signature", "serving_default", "Signature (a problem name).
 flags.DEFINE_integer("batch_size", 32, "Inputs per call.")
 
 
+def _error_line(message: str) -> str:
+  """The informative line of a TF InvalidArgumentError raised by a serving function."""
+  lines = [l.strip() for l in message.splitlines() if l.strip()]
+  for l in lines:
+    if "onemodel:" in l:
+      return l[l.index("onemodel:"):].split("]")[0].strip()
+  skip = ("Graph execution error", "Detected at node", "[[", "Stack trace", "File ")
+  rest = [l for l in lines if not l.startswith(skip)]
+  return (rest or lines or ["invalid input"])[0]
+
+
+# (predict.py imports nothing of onemodel, so export.error_line is repeated here.)
+
+
 def _inputs(kind, paths):
   """-> list of (label, bytes-or-text) for the signature's input kind."""
   files = []
@@ -82,8 +96,7 @@ def main(argv):
                 f"{float(r['scores'].numpy()[0]):.4f}")
         except tf.errors.InvalidArgumentError as e:
           failed += 1
-          msg = e.message.strip().splitlines()[0]
-          print(f"{prog}: error: {label}: {msg}", file=sys.stderr)
+          print(f"{prog}: error: {label}: {_error_line(e.message)}", file=sys.stderr)
   if failed:
     sys.exit(1)
 
