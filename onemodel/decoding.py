@@ -39,7 +39,7 @@ def length_penalty(length, alpha):
   return tf.pow((5.0 + tf.cast(length, tf.float32)) / 6.0, alpha)
 
 
-def greedy(model, problem: str, batch, max_length: int):
+def greedy(model, problem: str, batch, max_length: int, stop_early: bool = True):
   """Uncached reference decoder: recomputes the whole prefix at every step."""
   enc, enc_mask = model.encode(problem, batch, training=False)
   b = tf.shape(batch["targets"])[0]
@@ -48,7 +48,7 @@ def greedy(model, problem: str, batch, max_length: int):
     logits = model.decode(problem, ids, enc, enc_mask, training=False)   # [B, T, V]
     nxt = tf.argmax(logits[:, i], axis=-1, output_type=tf.int32)         # [B]
     ids += tf.one_hot(i, max_length, dtype=tf.int32)[tf.newaxis] * nxt[:, tf.newaxis]
-    if tf.reduce_all(tf.reduce_any(ids == vocab_lib.EOS_ID, axis=1)):
+    if stop_early and tf.reduce_all(tf.reduce_any(ids == vocab_lib.EOS_ID, axis=1)):
       break  # every row has ended
   return ids
 
@@ -64,7 +64,7 @@ def _batch_size(batch):
 
 
 def cached_greedy(model, problem: str, batch, max_length: int, temperature: float = 0.0,
-                  top_k: int = 0, seed: int = 0):
+                  top_k: int = 0, seed: int = 0, stop_early: bool = True):
   """Greedy (temperature 0) or sampled decoding with the cache -> (ids [B, T], logp [B])."""
   b = _batch_size(batch)
   caches, kvs, enc_mask = _start(model, problem, batch, b, max_length)
@@ -89,7 +89,7 @@ def cached_greedy(model, problem: str, batch, max_length: int, temperature: floa
     ids += tf.one_hot(i, max_length, dtype=tf.int32)[tf.newaxis] * nxt[:, tf.newaxis]
     done |= tf.equal(nxt, vocab_lib.EOS_ID)
     prev = nxt
-    if tf.reduce_all(done):
+    if stop_early and tf.reduce_all(done):
       break
   return ids, score
 
