@@ -34,6 +34,19 @@ def runs(tmp_path_factory, data_dir, manual_dir):
   return out
 
 
+@pytest.fixture(scope="module")
+def exports(runs, data_dir, manual_dir, tmp_path_factory):
+  """Each run exported once; shared by the tests below."""
+  out = {}
+  for problem, run_dir in runs.items():
+    t = _load(run_dir, data_dir, manual_dir)
+    d = str(tmp_path_factory.mktemp("export") / problem)
+    export.export(export.Servable(t.model, [t.problem], {problem: t.vocab},
+                                  decoding.DecodeConfig()), d)
+    out[problem] = d
+  return out
+
+
 def _load(run_dir, data_dir, manual_dir):
   gin.clear_config()
   gin.parse_config_files_and_bindings([os.path.join(run_dir, "config.gin")], [])
@@ -100,14 +113,12 @@ def _predict(*args):
 
 
 @pytest.mark.parametrize("problem", ["fsdd", "mnist", "multi30k_en_de"])
-def test_saved_model_matches_python_model(problem, runs, data_dir, manual_dir, tmp_path):
+def test_saved_model_matches_python_model(problem, runs, exports, data_dir, manual_dir,
+                                          tmp_path):
   t = _load(runs[problem], data_dir, manual_dir)
   files, raws = _raw_inputs(problem, manual_dir, tmp_path)
   expected = _python_outputs(t, raws)
-  export_dir = str(tmp_path / "export")
-  servable = export.Servable(t.model, [t.problem], {problem: t.vocab},
-                             decoding.DecodeConfig())
-  export.export(servable, export_dir)
+  export_dir = exports[problem]
   assert os.path.exists(os.path.join(export_dir, "saved_model.pb"))
   rc, so, se = _predict(f"--saved_model={export_dir}", *files)
   assert rc == 0, se[-3000:]
@@ -115,15 +126,12 @@ def test_saved_model_matches_python_model(problem, runs, data_dir, manual_dir, t
   assert got == expected
 
 
-def test_saved_model_bad_inputs_are_clear_errors(runs, data_dir, manual_dir, tmp_path):
+def test_saved_model_bad_inputs_are_clear_errors(exports, manual_dir, tmp_path):
   for problem, bad_name, bad_bytes, needle in (
       ("fsdd", "corrupt.wav", b"RIFF....WAVEfmt garbage", "WAV"),
       ("mnist", "not_an_image.png", b"hello, I am text", "not a PNG"),
       ("multi30k_en_de", "empty.txt", b"\n", "empty input text")):
-    t = _load(runs[problem], data_dir, manual_dir)
-    export_dir = str(tmp_path / f"export_{problem}")
-    export.export(export.Servable(t.model, [t.problem], {problem: t.vocab},
-                                  decoding.DecodeConfig()), export_dir)
+    export_dir = exports[problem]
     bad = tmp_path / bad_name
     bad.write_bytes(bad_bytes)
     good = _raw_inputs(problem, manual_dir, tmp_path)[0][:1]
