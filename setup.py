@@ -40,6 +40,7 @@ setup(
             "onemodel-export=onemodel.cli.export:run",
             "onemodel-predict=onemodel.cli.predict:run",
             "onemodel-average=onemodel.cli.average:run",
+            "onemodel-launch=onemodel.cli.launch:run",
         ],
         # Built-in problems are plugins like any other.
         "onemodel.problems": [

@@ -163,7 +163,7 @@ def bucket_by_length(ds, problem, boundaries, batch_tokens: int):
 
 def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
             vocab=None, seed: Optional[int] = None, keep_raw: bool = False,
-            shuffle_buffer: int = 4096, batch_tokens: int = 0,
+            shuffle_buffer: int = 4096, batch_tokens: int = 0, deterministic: bool = False,
             bucket_boundaries=(8, 12, 16, 20, 24, 32, 48)) -> tf.data.Dataset:
   """Batched features. Training: repeated, shuffled, static shapes (drop_remainder).
 
@@ -183,7 +183,8 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
       feats["targets_raw"] = raw["targets"]
     return feats
 
-  ds = ds.map(featurize, num_parallel_calls=AUTOTUNE, deterministic=not training)
+  ds = ds.map(featurize, num_parallel_calls=AUTOTUNE,
+              deterministic=deterministic or not training)
   if training and batch_tokens and _token_keys(problem):
     ds = bucket_by_length(ds, problem, bucket_boundaries, batch_tokens)
   else:

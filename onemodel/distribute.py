@@ -1,17 +1,93 @@
-"""Strategy selection: the only module that touches devices and cluster resolvers.
+"""Strategy selection: the only module that touches devices, TF_CONFIG and resolvers.
 
-For now: one_device and mirrored (multi-worker, parameter-server and TPU come with the
-distribution issue). The training loop is written against `tf.distribute.Strategy`, so
-those plug in without changing it."""
+  --strategy=one_device | mirrored | multi_worker | parameter_server | tpu  [--tpu=NAME]
+
+The default picks one_device or mirrored from the visible devices. Clusters come from
+TF_CONFIG (one JSON per process, as Kubeflow and `onemodel-launch` write it). The trainer
+is written against `tf.distribute.Strategy`; only parameter-server training needs a
+`ClusterCoordinator` on top (see trainer.py).
+"""
+
+import json
+import os
+import socket
+from typing import Optional
 
 import tensorflow as tf
 
 from onemodel.errors import UserError
 
-STRATEGIES = ("one_device", "mirrored")
+STRATEGIES = ("one_device", "mirrored", "multi_worker", "parameter_server", "tpu")
 
 
-def get_strategy(name: str = "") -> tf.distribute.Strategy:
+def tf_config() -> dict:
+  raw = os.environ.get("TF_CONFIG", "")
+  if not raw:
+    return {}
+  try:
+    cfg = json.loads(raw)
+  except json.JSONDecodeError as e:
+    raise UserError(f"TF_CONFIG is not valid JSON: {e}") from e
+  if not isinstance(cfg, dict) or "cluster" not in cfg or "task" not in cfg:
+    raise UserError("TF_CONFIG must have 'cluster' and 'task' (see README, 'Clusters')")
+  return cfg
+
+
+def task() -> tuple:
+  """(task type, index) of this process, ('chief', 0) without a cluster."""
+  t = tf_config().get("task", {})
+  return t.get("type", "chief"), int(t.get("index", 0))
+
+
+def is_chief(strategy: Optional[tf.distribute.Strategy] = None) -> bool:
+  """The process that writes summaries, configs and the real checkpoints."""
+  cfg = tf_config()
+  if not cfg:
+    return True
+  kind, index = task()
+  cluster = cfg["cluster"]
+  if "chief" in cluster:
+    return kind == "chief"
+  return kind == "worker" and index == 0
+
+
+def _need_cluster(name):
+  cfg = tf_config()
+  if not cfg:
+    raise UserError(f"--strategy={name} needs TF_CONFIG describing the cluster; for a "
+                    "local cluster use onemodel-launch (see README, 'Clusters')")
+  return cfg
+
+
+def _check_tpu_address(tpu: str, timeout: float = 5.0):
+  """A grpc:// address with nothing listening makes TPUClusterResolver hang for minutes
+  (STACK.md): probe it first and fail fast."""
+  if not tpu.startswith("grpc://"):
+    return
+  host, _, port = tpu[len("grpc://"):].rpartition(":")
+  try:
+    with socket.create_connection((host, int(port)), timeout=timeout):
+      pass
+  except (OSError, ValueError) as e:
+    raise UserError(f"--tpu={tpu}: nothing answers at that address ({e})") from e
+
+
+def tpu_strategy(tpu: str) -> tf.distribute.Strategy:
+  _check_tpu_address(tpu)
+  try:
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or None)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+  except (ValueError, tf.errors.NotFoundError, tf.errors.UnavailableError,
+          tf.errors.InvalidArgumentError, RuntimeError) as e:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise UserError(f"no TPU found for --tpu={tpu or '(auto)'}: {first}") from e
+  return tf.distribute.TPUStrategy(resolver)
+
+
+def get_strategy(name: str = "", tpu: str = "") -> tf.distribute.Strategy:
+  if tpu and not name:
+    name = "tpu"
   if not name:
     gpus = tf.config.list_logical_devices("GPU")
     name = "mirrored" if len(gpus) > 1 else "one_device"
@@ -20,4 +96,33 @@ def get_strategy(name: str = "") -> tf.distribute.Strategy:
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
   if name == "mirrored":
     return tf.distribute.MirroredStrategy()
+  if name == "multi_worker":
+    _need_cluster(name)
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+  if name == "parameter_server":
+    _need_cluster(name)
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    return tf.distribute.ParameterServerStrategy(resolver)
+  if name == "tpu":
+    return tpu_strategy(tpu)
   raise UserError(f"unknown --strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def serve_if_server_task(name: str) -> bool:
+  """Parameter-server training: 'worker' and 'ps' processes only host a server that the
+  coordinator (the 'chief') drives. Returns True after the server ends."""
+  if name != "parameter_server":
+    return False
+  kind, index = task()
+  if kind not in ("worker", "ps"):
+    return False
+  resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+  # Workers need >= 3 inter-op threads or coordinator.join() can deadlock (STACK.md).
+  config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=4)
+  server = tf.distribute.Server(resolver.cluster_spec(), job_name=kind, task_index=index,
+                                protocol="grpc", config=config, start=True)
+  print(f"{kind} {index}: serving on {resolver.cluster_spec().task_address(kind, index)}",
+        flush=True)
+  server.join()
+  return True

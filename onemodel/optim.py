@@ -46,13 +46,35 @@ def learning_rate_schedule(total_steps: int, learning_rate: float = 1e-3,
 def optimizer(total_steps: int, name: str = "adamw", weight_decay: float = 0.01,
               beta_1: float = 0.9, beta_2: float = 0.98, epsilon: float = 1e-9,
               clipnorm: float = 1.0):
+  """A Keras optimizer. `clipnorm` (global-norm clipping) is applied by the trainer, not
+  by Keras: under MirroredStrategy Keras clips each replica's partial gradient before
+  summing them, which is not the global gradient's norm."""
   lr = learning_rate_schedule(total_steps)
-  clip = {"global_clipnorm": clipnorm} if clipnorm else {}
+  clip = {}
   if name == "adamw":
-    return keras.optimizers.AdamW(lr, weight_decay=weight_decay, beta_1=beta_1,
+    opt = keras.optimizers.AdamW(lr, weight_decay=weight_decay, beta_1=beta_1,
                                   beta_2=beta_2, epsilon=epsilon, **clip)
-  if name == "adam":
-    return keras.optimizers.Adam(lr, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, **clip)
-  if name == "sgd":
-    return keras.optimizers.SGD(lr, momentum=beta_1, **clip)
-  raise UserError(f"gin binding optimizer.name={name!r}: use 'adamw', 'adam' or 'sgd'")
+  elif name == "adam":
+    opt = keras.optimizers.Adam(lr, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, **clip)
+  elif name == "sgd":
+    opt = keras.optimizers.SGD(lr, momentum=beta_1, **clip)
+  else:
+    raise UserError(f"gin binding optimizer.name={name!r}: use 'adamw', 'adam' or 'sgd'")
+  return opt, clipnorm
+
+
+def clip_global_gradient(grads, clipnorm: float):
+  """Clips by the norm of the *global* gradient, inside a replica context.
+
+  Each replica holds a partial sum of the gradient (its loss is divided by the global
+  token count). With several replicas, the partial gradients are summed first, clipped,
+  and handed back divided by the replica count, because the optimizer sums them again."""
+  ctx = tf.distribute.get_replica_context()
+  n = ctx.num_replicas_in_sync if ctx is not None else 1
+  if n > 1:
+    dense = [tf.convert_to_tensor(g) for g in grads]
+    total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, dense)
+    total, _ = tf.clip_by_global_norm(total, clipnorm)
+    return [g / n for g in total]
+  grads, _ = tf.clip_by_global_norm(grads, clipnorm)
+  return grads

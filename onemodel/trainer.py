@@ -18,6 +18,7 @@ import gin
 import tensorflow as tf
 
 from onemodel import data as data_lib
+from onemodel import distribute
 from onemodel import evaluation
 from onemodel import fileio
 from onemodel import model as model_lib
@@ -49,6 +50,7 @@ class TrainConfig:
   label_smoothing: float = 0.0
   jit_compile: bool = False
   seed: int = 0
+  deterministic: bool = False       # same example order every run (slower input)
 
 
 def check_output_dir(output_dir: str) -> None:
@@ -82,6 +84,16 @@ class Progress:
     return rate
 
 
+def _wait_until_prepared(problem, data_dir, timeout_s=1800):
+  """Non-chief workers wait for the chief to prepare the data (shared filesystem)."""
+  deadline = time.time() + timeout_s
+  while not data_lib.is_prepared(problem, data_dir):
+    if time.time() > deadline:
+      raise UserError(f"problem {problem.name} was not prepared in {data_dir} by the "
+                      "chief; run onemodel-prepare first")
+    time.sleep(2)
+
+
 def restore_or_init(checkpoint, manager, path: Optional[str] = None) -> Optional[str]:
   path = path or manager.latest_checkpoint
   if path:
@@ -101,38 +113,58 @@ class Trainer:
                       "(e.g. --gin_param=\"TrainConfig.problem='mnist'\")")
     self.output_dir, self.data_dir = output_dir, data_dir
     self.problem = registry.get_problem(self.cfg.problem)
-    check_output_dir(output_dir)
-    data_lib.prepare(self.problem, data_dir, manual_dir)
-    self.vocab = data_lib.get_vocab(self.problem, data_dir)
     self.strategy = strategy or tf.distribute.OneDeviceStrategy("/cpu:0")
+    self.is_chief = distribute.is_chief()
+    self.is_async = isinstance(self.strategy, tf.distribute.ParameterServerStrategy)
+    check_output_dir(output_dir)
+    if self.is_chief:
+      data_lib.prepare(self.problem, data_dir, manual_dir)
+    else:
+      _wait_until_prepared(self.problem, data_dir)
+    self.vocab = data_lib.get_vocab(self.problem, data_dir)
     tf.keras.utils.set_random_seed(self.cfg.seed)
     with self.strategy.scope():
       self.model = model_lib.build([self.problem], {self.problem.name: self.vocab})
-      self.optimizer = optim.optimizer(self.cfg.train_steps)
+      self.optimizer, self.clipnorm = optim.optimizer(self.cfg.train_steps)
       if hasattr(self.optimizer, "exclude_from_weight_decay"):
         self.optimizer.exclude_from_weight_decay(var_names=["norm", "bias", "_pos"])
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+      # Parameter-server training: how many updates the variables have seen, to measure
+      # gradient staleness (updates applied between reading and updating the weights).
+      self.version = tf.Variable(0, dtype=tf.int64, trainable=False, name="version")
     self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                           step=self.step)
-    self.manager = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(output_dir, "checkpoints"),
-        max_to_keep=self.cfg.keep_checkpoints)
+    # Under multi-worker training every worker saves (the save is collective); only the
+    # chief writes into the run, the others into a scratch directory.
+    ckpt_dir = os.path.join(output_dir, "checkpoints") if self.is_chief else \
+        os.path.join(output_dir, ".worker_scratch", "%s_%d" % distribute.task())
+    self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir,
+                                              max_to_keep=self.cfg.keep_checkpoints)
+    if not self.is_chief:  # restore from the chief's checkpoints
+      self.chief_manager = tf.train.CheckpointManager(
+          self.checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=None)
 
   def _dataset(self, ctx: tf.distribute.InputContext):
     per_replica = ctx.get_per_replica_batch_size(self.cfg.batch_size)
     ds = data_lib.dataset(self.problem, "train", self.data_dir, per_replica, training=True,
                           vocab=self.vocab, seed=self.cfg.seed,
                           batch_tokens=self.cfg.batch_tokens // ctx.num_replicas_in_sync,
-                          bucket_boundaries=self.cfg.bucket_boundaries)
+                          bucket_boundaries=self.cfg.bucket_boundaries,
+                          deterministic=self.cfg.deterministic)
     return ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id) \
         if ctx.num_input_pipelines > 1 else ds
 
-  def _build_variables(self, iterator):
+  def _build_variables(self, iterator=None):
     """Creates model and optimizer variables before any tf.function traces."""
-    batch = next(iterator)
-    def _forward(b):
-      return self.model(b, problem=self.problem.name, training=False)
-    self.strategy.run(_forward, (batch,))
+    if self.is_async:  # the coordinator builds from a local batch
+      batch = next(iter(self._dataset(tf.distribute.InputContext())))
+      with self.strategy.scope():
+        self.model(batch, problem=self.problem.name, training=False)
+    else:
+      batch = next(iterator)
+      def _forward(b):
+        return self.model(b, problem=self.problem.name, training=False)
+      self.strategy.run(_forward, (batch,))
     with self.strategy.scope():
       self.optimizer.build(self.model.trainable_variables)
 
@@ -143,14 +175,15 @@ class Trainer:
       raise UserError(f"no checkpoint in {os.path.join(self.output_dir, 'checkpoints')}")
     if not tf.io.gfile.exists(path + ".index"):
       raise UserError(f"checkpoint {path} does not exist")
-    iterator = iter(self.strategy.distribute_datasets_from_function(self._dataset))
-    self._build_variables(iterator)
+    self._build_variables(None if self.is_async else iter(
+        self.strategy.distribute_datasets_from_function(self._dataset)))
     restore_or_init(self.checkpoint, self.manager, path)
     return path
 
-  def _make_train_loop(self):
+  def _step_fn(self):
+    """One replica's training step: the only place gradients are taken."""
     model, opt, name = self.model, self.optimizer, self.problem.name
-    ls = self.cfg.label_smoothing
+    ls, clipnorm = self.cfg.label_smoothing, self.clipnorm
 
     def step_fn(batch):
       with tf.GradientTape() as tape:
@@ -162,11 +195,17 @@ class Trainer:
         global_tokens = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tokens)
         loss = loss_sum / tf.maximum(global_tokens, 1.0)
       grads = tape.gradient(loss, model.trainable_variables)
+      if clipnorm:
+        grads = optim.clip_global_gradient(grads, clipnorm)
       opt.apply_gradients(zip(grads, model.trainable_variables))
       return loss_sum, tokens
 
     if self.cfg.jit_compile:
       step_fn = tf.function(step_fn, jit_compile=True)
+    return step_fn
+
+  def _make_train_loop(self):
+    step_fn = self._step_fn()
 
     @tf.function
     def train_loop(iterator, num_steps):
@@ -182,7 +221,13 @@ class Trainer:
     return train_loop
 
   def _write_config(self, name: str, text: str):
-    fileio.atomic_write_text(os.path.join(self.output_dir, name), text)
+    if self.is_chief:
+      fileio.atomic_write_text(os.path.join(self.output_dir, name), text)
+
+  def _writer(self, name):
+    if not self.is_chief:
+      return tf.summary.create_noop_writer()
+    return tf.summary.create_file_writer(os.path.join(self.output_dir, name))
 
   def evaluate(self, role: str, step: int, writer=None, tag: str = ""):
     ev = evaluation.Evaluator(self.model, self.problem, self.vocab, self.data_dir,
@@ -201,17 +246,41 @@ class Trainer:
          "metrics": results})
     return results
 
+  def _restore_latest(self):
+    manager = self.manager if self.is_chief else self.chief_manager
+    restored = restore_or_init(self.checkpoint, manager)
+    if restored:
+      print(f"resumed from {restored} at step {int(self.step.numpy())}", flush=True)
+    return restored
+
+  def _finish(self, step, loss, writer, eval_writer):
+    if self.manager.latest_checkpoint is None or \
+        not self.manager.latest_checkpoint.endswith(f"-{step}"):
+      self.manager.save(checkpoint_number=step)
+    results = None
+    if self.cfg.final_eval_role and self.is_chief:
+      results = self.evaluate(self.cfg.final_eval_role, step, eval_writer)
+    writer.flush()
+    eval_writer.flush()
+    if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+      # A last collective: no worker leaves while the chief is still evaluating (the
+      # coordination service would report the departed worker as crashed).
+      tf.function(lambda: self.strategy.reduce(
+          tf.distribute.ReduceOp.SUM, self.strategy.run(lambda: tf.constant(1.0)),
+          axis=None))()
+    return {"step": step, "loss": loss, "eval": results}
+
   def train(self):
-    cfg = self.cfg
     self._write_config("config.gin", gin.config_str())
+    if self.is_async:
+      from onemodel import async_training
+      return async_training.train(self)
+    cfg = self.cfg
     iterator = iter(self.strategy.distribute_datasets_from_function(self._dataset))
     self._build_variables(iterator)
-    restored = restore_or_init(self.checkpoint, self.manager)
+    self._restore_latest()
     start = int(self.step.numpy())
-    if restored:
-      print(f"resumed from {restored} at step {start}", flush=True)
-    writer = tf.summary.create_file_writer(os.path.join(self.output_dir, "train"))
-    eval_writer = tf.summary.create_file_writer(os.path.join(self.output_dir, "eval"))
+    writer, eval_writer = self._writer("train"), self._writer("eval")
     loop = self._make_train_loop()
     progress = Progress(cfg.train_steps, start)
     step, loss = start, float("nan")
@@ -228,23 +297,18 @@ class Trainer:
         wrote_operative = True
       if step % cfg.log_every_steps == 0 or step == cfg.train_steps:
         rate = progress.update(step, loss)
-        lr = self.optimizer.learning_rate
-        with writer.as_default():
-          tf.summary.scalar("loss", loss, step=step)
-          tf.summary.scalar("steps_per_sec", rate, step=step)
-          tf.summary.scalar("learning_rate", float(lr.numpy() if hasattr(lr, "numpy")
-                                                   else lr), step=step)
+        self._log_scalars(writer, step, loss, rate)
       if step % cfg.checkpoint_every_steps == 0 or step == cfg.train_steps:
         self.manager.save(checkpoint_number=step)
       if cfg.eval_every_steps and step % cfg.eval_every_steps == 0 \
-          and step != cfg.train_steps:
+          and step != cfg.train_steps and self.is_chief:
         self.evaluate(cfg.eval_role, step, eval_writer)
-    if self.manager.latest_checkpoint is None or \
-        not self.manager.latest_checkpoint.endswith(f"-{step}"):
-      self.manager.save(checkpoint_number=step)
-    results = None
-    if cfg.final_eval_role:
-      results = self.evaluate(cfg.final_eval_role, step, eval_writer)
-    writer.flush()
-    eval_writer.flush()
-    return {"step": step, "loss": loss, "eval": results}
+    return self._finish(step, loss, writer, eval_writer)
+
+  def _log_scalars(self, writer, step, loss, rate, **extra):
+    lr = self.optimizer.learning_rate
+    lr = float(lr.numpy() if hasattr(lr, "numpy") else lr)
+    with writer.as_default():
+      for name, value in dict(loss=loss, steps_per_sec=rate, learning_rate=lr,
+                              **extra).items():
+        tf.summary.scalar(name, value, step=step)

@@ -25,23 +25,27 @@ def test_train_resume_eval(problem, tmp_path, data_dir, manual_dir):
     assert "TrainConfig" in open(os.path.join(out, name)).read()
   assert glob.glob(os.path.join(out, "train", "events.out.tfevents.*"))
 
-  # Re-running the same command with more steps resumes from the checkpoint.
-  rc, so, se = cli("onemodel-train", *tiny_gin(problem, 6), *dirs)
-  assert rc == 0, se[-3000:]
-  assert "resumed from" in so and "ckpt-4" in so
-  assert "step 6/6" in so and "step 2/" not in so
+  # Re-running the same command with more steps resumes from the checkpoint (checked on
+  # one problem: resuming does not depend on the modality, and each run costs ~10 s).
+  steps = 4
+  if problem == "mnist":
+    rc, so, se = cli("onemodel-train", *tiny_gin(problem, 6), *dirs)
+    assert rc == 0, se[-3000:]
+    assert "resumed from" in so and "ckpt-4" in so
+    assert "step 6/6" in so and "step 2/" not in so
+    steps = 6
 
   rc, so, se = cli("onemodel-eval", f"--output_dir={out}", f"--data_dir={data_dir}",
                    f"--manual_dir={manual_dir}", "--split=test")
   assert rc == 0, se[-3000:]
   report = json.loads(so.strip().splitlines()[-1])
-  assert report["step"] == 6 and report["problem"] == problem
+  assert report["step"] == steps and report["problem"] == problem
   metrics = report["metrics"]
   assert metrics["loss_per_token"] > 0
   expected = {"mnist": "accuracy", "fsdd": "wer", "multi30k_en_de": "bleu",
               "tinyshakespeare": "perplexity"}[problem]
   assert expected in metrics
-  assert os.path.exists(os.path.join(out, "metrics_test_step6.json"))
+  assert os.path.exists(os.path.join(out, f"metrics_test_step{steps}.json"))
 
 
 def test_usr_dir_plugin_is_listed_and_trains(tmp_path, data_dir, manual_dir):

@@ -12,18 +12,23 @@ FLAGS = flags.FLAGS
 common.define_gin_flags()
 common.define_dir_flags()
 flags.DEFINE_string("output_dir", None, "Checkpoints, configs, summaries and metrics.")
-flags.DEFINE_string("strategy", "", "one_device | mirrored (default: from devices).")
+flags.DEFINE_string("strategy", "", "one_device | mirrored | multi_worker | "
+                    "parameter_server | tpu (default: one_device or mirrored from devices).")
+flags.DEFINE_string("tpu", "", "TPU name or grpc:// address (implies --strategy=tpu).")
 
 
 def main(argv):
   del argv
+  from onemodel import distribute
+  if distribute.serve_if_server_task(FLAGS.strategy):
+    return  # a parameter-server cluster's worker or ps: it only hosts variables/ops
   common.load_plugins()
   common.parse_gin(FLAGS.gin_file, FLAGS.gin_param)
-  from onemodel import distribute, trainer
+  from onemodel import trainer
   if not FLAGS.output_dir:
     raise common.UserError("--output_dir is required")
   t = trainer.Trainer(FLAGS.output_dir, FLAGS.data_dir, FLAGS.manual_dir,
-                      strategy=distribute.get_strategy(FLAGS.strategy))
+                      strategy=distribute.get_strategy(FLAGS.strategy, FLAGS.tpu))
   t.train()
 
 

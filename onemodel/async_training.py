@@ -1,0 +1,70 @@
+"""Asynchronous (parameter-server) training with `ClusterCoordinator`.
+
+The coordinator (this process, the cluster's 'chief') schedules training functions on
+the workers; each applies its own gradients to the variables on the parameter servers as
+soon as it has them. Same model, same per-replica step (`Trainer._step_fn`) as
+synchronous training; only the outer loop differs. The step count is the coordinator's
+own (steps scheduled and then joined) because Keras' `optimizer.iterations` undercounts
+under async updates (STACK.md). Staleness, per step: how many updates other workers
+applied between this step reading the weights and applying its gradients.
+A worker that dies is tolerated: the coordinator re-schedules its functions elsewhere.
+"""
+
+import tensorflow as tf
+
+from onemodel import trainer as trainer_lib
+
+
+def train(t: "trainer_lib.Trainer"):
+  cfg = t.cfg
+  coordinator = tf.distribute.coordinator.ClusterCoordinator(t.strategy)
+  t._build_variables()
+  t._restore_latest()
+  start = int(t.step.numpy())
+
+  def per_worker_dataset_fn():
+    return t.strategy.distribute_datasets_from_function(t._dataset)
+
+  per_worker_iter = iter(coordinator.create_per_worker_dataset(per_worker_dataset_fn))
+  step_fn = t._step_fn()
+  version = t.version
+  n = cfg.steps_per_loop
+
+  @tf.function
+  def worker_fn(iterator):
+    total, count, stale = tf.constant(0.0), tf.constant(0.0), tf.constant(0, tf.int64)
+    for _ in tf.range(n):
+      seen = version.read_value()
+      s, c = t.strategy.run(step_fn, (next(iterator),))
+      after = version.assign_add(1)
+      stale += after - 1 - seen
+      total += s
+      count += c
+    return total, count, stale
+
+  writer, eval_writer = t._writer("train"), t._writer("eval")
+  progress = trainer_lib.Progress(cfg.train_steps, start)
+  step, loss, pending = start, float("nan"), []
+  if cfg.train_steps % n or start % n:
+    print(f"note: parameter-server training schedules {n} steps at a time "
+          "(TrainConfig.steps_per_loop); the step count is rounded up to a multiple")
+  while step < cfg.train_steps:
+    pending.append(coordinator.schedule(worker_fn, args=(per_worker_iter,)))
+    step += n
+    if step % cfg.log_every_steps == 0 or step >= cfg.train_steps or \
+        step % cfg.checkpoint_every_steps == 0:
+      coordinator.join()
+      done = [r.fetch() for r in pending]
+      pending = []
+      total = sum(float(d[0]) for d in done)
+      count = sum(float(d[1]) for d in done)
+      stale = sum(int(d[2]) for d in done) / max(len(done) * n, 1)
+      loss = total / max(count, 1.0)
+      t.step.assign(step)
+      rate = progress.update(step, loss, f" | staleness {stale:.2f}")
+      t._log_scalars(writer, step, loss, rate, staleness=stale)
+      if step % cfg.checkpoint_every_steps == 0 or step >= cfg.train_steps:
+        t.manager.save(checkpoint_number=step)
+  coordinator.join()
+  t.step.assign(step)
+  return t._finish(step, loss, writer, eval_writer)

@@ -1,0 +1,163 @@
+"""onemodel-launch: a localhost cluster for onemodel-train, one process per task.
+
+  onemodel-launch --num_workers=2 -- --gin_file=gin/experiments/mnist.gin --output_dir=runs/mw
+  onemodel-launch --num_workers=2 --num_ps=1 -- --gin_file=... --output_dir=runs/ps
+
+Without --num_ps: synchronous multi-worker training (--strategy=multi_worker; worker 0 is
+the chief). With --num_ps: asynchronous parameter-server training (--strategy=
+parameter_server; a 'chief' coordinator process plus workers and parameter servers).
+Each process gets its own TF_CONFIG; its output is streamed with a `[worker 1]` prefix.
+When a process fails, every process started is stopped (and with --max_restarts the whole
+cluster is started again, resuming from the last checkpoint); under parameter-server
+training a failed worker is restarted alone while the coordinator carries on. Ctrl-C
+stops everything."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("num_workers", 2, "Worker processes.")
+flags.DEFINE_integer("num_ps", 0, "Parameter servers (> 0: asynchronous training).")
+flags.DEFINE_integer("max_restarts", 0, "Times to restart after a failure.")
+flags.DEFINE_string("host", "localhost", "Address the tasks listen on.")
+
+PROG = "onemodel-launch"
+
+
+def free_ports(n):
+  socks, ports = [], []
+  for _ in range(n):
+    s = socket.socket()
+    s.bind(("localhost", 0))
+    socks.append(s)
+    ports.append(s.getsockname()[1])
+  for s in socks:
+    s.close()
+  return ports
+
+
+def cluster_spec(num_workers, num_ps, host):
+  ports = iter(free_ports(num_workers + num_ps + (1 if num_ps else 0)))
+  cluster = {"worker": [f"{host}:{next(ports)}" for _ in range(num_workers)]}
+  if num_ps:
+    cluster["ps"] = [f"{host}:{next(ports)}" for _ in range(num_ps)]
+    cluster["chief"] = [f"{host}:{next(ports)}"]
+  return cluster
+
+
+def tasks(cluster):
+  order = ["ps", "worker", "chief"]
+  return [(kind, i) for kind in order for i in range(len(cluster.get(kind, [])))]
+
+
+class Proc:
+
+  def __init__(self, kind, index, cluster, train_args, strategy):
+    self.kind, self.index = kind, index
+    self.name = f"{kind} {index}"
+    env = dict(os.environ, TF_CONFIG=json.dumps(
+        {"cluster": cluster, "task": {"type": kind, "index": index}}),
+        PYTHONUNBUFFERED="1")
+    exe = os.path.join(os.path.dirname(sys.executable), "onemodel-train")
+    self.p = subprocess.Popen([exe, f"--strategy={strategy}", *train_args], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    print(f"[{PROG}] started {self.name} (pid {self.p.pid})", flush=True)
+    self.t = threading.Thread(target=self._pump, daemon=True)
+    self.t.start()
+
+  def _pump(self):
+    for line in self.p.stdout:
+      sys.stdout.write(f"[{self.name}] {line}")
+      sys.stdout.flush()
+
+  def stop(self):
+    if self.p.poll() is None:
+      try:
+        os.killpg(self.p.pid, signal.SIGTERM)
+      except ProcessLookupError:
+        return
+      try:
+        self.p.wait(timeout=5)
+      except subprocess.TimeoutExpired:
+        os.killpg(self.p.pid, signal.SIGKILL)
+        self.p.wait()
+
+
+def run_cluster(cluster, train_args, strategy, is_async, restarts_left):
+  """-> exit code of one cluster run (0 when training finished)."""
+  procs = [Proc(k, i, cluster, train_args, strategy) for k, i in tasks(cluster)]
+  try:
+    while True:
+      time.sleep(0.2)
+      for pr in procs:
+        rc = pr.p.poll()
+        if rc is None:
+          continue
+        if is_async and pr.kind == "chief" and rc == 0:
+          return 0  # the coordinator finished; workers and ps serve until stopped
+        if not is_async and rc == 0:
+          if all(q.p.poll() == 0 for q in procs):
+            return 0
+          continue
+        if is_async and pr.kind == "worker" and restarts_left[0] > 0:
+          restarts_left[0] -= 1
+          print(f"[{PROG}] {pr.name} exited with {rc}; restarting it "
+                "(the coordinator re-schedules its work)", flush=True)
+          procs[procs.index(pr)] = Proc(pr.kind, pr.index, cluster, train_args, strategy)
+          continue
+        print(f"[{PROG}] {pr.name} exited with {rc}; stopping the cluster", flush=True)
+        return rc or 1
+  finally:
+    for pr in procs:
+      pr.stop()
+
+
+def main(argv):
+  train_args = argv[1:]
+  if FLAGS.num_workers < 1 or FLAGS.num_ps < 0:
+    sys.exit(f"{PROG}: error: need --num_workers >= 1 and --num_ps >= 0")
+  if not any(a.startswith("--output_dir") for a in train_args):
+    sys.exit(f"{PROG}: error: pass onemodel-train's flags after '--', including "
+             "--output_dir")
+  is_async = FLAGS.num_ps > 0
+  strategy = "parameter_server" if is_async else "multi_worker"
+  restarts_left = [FLAGS.max_restarts]
+
+  def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+  signal.signal(signal.SIGTERM, _interrupt)
+  try:
+    while True:
+      cluster = cluster_spec(FLAGS.num_workers, FLAGS.num_ps, FLAGS.host)
+      print(f"[{PROG}] cluster: {json.dumps(cluster)}", flush=True)
+      rc = run_cluster(cluster, train_args, strategy, is_async, restarts_left)
+      if rc == 0:
+        print(f"[{PROG}] done", flush=True)
+        return
+      if restarts_left[0] <= 0:
+        sys.exit(f"{PROG}: error: a task failed (exit {rc}); every process was stopped")
+      restarts_left[0] -= 1
+      print(f"[{PROG}] restarting the cluster; training resumes from the last checkpoint",
+            flush=True)
+  except KeyboardInterrupt:
+    print(f"[{PROG}] interrupted; every process was stopped", flush=True)
+    sys.exit(130)
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,160 @@
+"""tf.distribute on this machine: mirrored on 2 logical CPUs, a 2-process multi-worker
+cluster, a parameter-server cluster, and a worker killed mid-run. Every multi-process
+test has a timeout and stops the process group it started."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import BIN, ROOT
+
+TINY = ["TrainConfig.problem='mnist'", "TrainConfig.batch_size=8",
+        "TrainConfig.steps_per_loop=2", "TrainConfig.log_every_steps=2",
+        "TrainConfig.checkpoint_every_steps=2", "TrainConfig.eval_max_examples=32",
+        "TrainConfig.eval_batch_size=32", "TrainConfig.deterministic=True",
+        # SGD with a large constant step and tight clipping: replicas must agree to float
+        # precision (Adam's normalization would amplify round-off in tiny gradients), and
+        # clipping must use the global gradient's norm.
+        "optimizer.name='sgd'", "optimizer.clipnorm=0.1",
+        "learning_rate_schedule.learning_rate=0.5", "learning_rate_schedule.warmup_steps=1",
+        "learning_rate_schedule.decay='constant'"]
+
+
+def _train_args(out, data_dir, manual_dir, steps, extra=()):
+  return (["--gin_file=gin/models/tiny.gin"] +
+          [f"--gin_param={p}" for p in TINY + [f"TrainConfig.train_steps={steps}", *extra]] +
+          [f"--output_dir={out}", f"--data_dir={data_dir}", f"--manual_dir={manual_dir}"])
+
+
+def _start(cmd):
+  return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          cwd=ROOT, start_new_session=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+
+def _finish(proc, timeout):
+  try:
+    out, _ = proc.communicate(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    os.killpg(proc.pid, signal.SIGKILL)
+    out, _ = proc.communicate()
+    pytest.fail(f"timed out after {timeout} s:\n{out[-3000:]}")
+  return proc.returncode, out
+
+
+def _weights(ckpt_dir):
+  path = tf.train.latest_checkpoint(ckpt_dir)
+  reader = tf.train.load_checkpoint(path)
+  names = sorted(n for n in reader.get_variable_to_shape_map()
+                 if n.startswith("model/") and "OPTIMIZER_SLOT" not in n)
+  return path, {n: reader.get_tensor(n) for n in names}
+
+
+def _assert_same(a, b, atol):
+  assert a.keys() == b.keys() and a
+  worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+  assert worst < atol, worst
+
+
+def test_mirrored_two_cpus_equals_one_device(tmp_path, data_dir, manual_dir):
+  """Same global batch, same seed: one device and 2 mirrored replicas end equal."""
+  script = textwrap.dedent(f"""
+      import sys, gin, numpy as np, tensorflow as tf
+      cpu = tf.config.list_physical_devices('CPU')[0]
+      tf.config.set_logical_device_configuration(
+          cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+      from onemodel import registry, trainer
+      from onemodel.cli import common
+      registry.load_plugins()
+      name = sys.argv[1]
+      strategy = (tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1']) if name == 'mirrored'
+                  else tf.distribute.OneDeviceStrategy('/cpu:0'))
+      common.parse_gin(['gin/models/tiny.gin'], {TINY + ['TrainConfig.train_steps=4',
+                                                        "TrainConfig.final_eval_role=''"]!r})
+      t = trainer.Trainer({str(tmp_path)!r} + '/' + name, {data_dir!r}, {manual_dir!r},
+                          strategy=strategy)
+      assert t.strategy.num_replicas_in_sync == (2 if name == 'mirrored' else 1)
+      it = iter(t.strategy.distribute_datasets_from_function(t._dataset))
+      t._build_variables(it)
+      np.savez({str(tmp_path)!r} + '/init_' + name + '.npz',
+               *[v.numpy() for v in t.model.variables])
+      t.train()
+      np.savez({str(tmp_path)!r} + '/' + name + '.npz',
+               *[v.numpy() for v in t.model.variables])
+  """)
+  for name in ("one", "mirrored"):
+    rc, out = _finish(_start([sys.executable, "-c", script, name]), 300)
+    assert rc == 0, out[-3000:]
+  one, mirrored = np.load(tmp_path / "one.npz"), np.load(tmp_path / "mirrored.npz")
+  init = np.load(tmp_path / "init_one.npz")
+  assert len(one.files) > 10
+  worst = max(float(np.max(np.abs(one[k] - mirrored[k]))) for k in one.files)
+  assert worst < 1e-5, worst
+  moved = max(float(np.max(np.abs(one[k] - init[k]))) for k in one.files)
+  assert moved > 1e-2, moved  # training really changed the weights
+
+
+def test_multi_worker_identical_and_matches_single_device(tmp_path, data_dir, manual_dir):
+  mw, single = tmp_path / "mw", tmp_path / "single"
+  rc, out = _finish(_start([os.path.join(BIN, "onemodel-launch"), "--num_workers=2", "--",
+                            *_train_args(mw, data_dir, manual_dir, 4)]), 300)
+  assert rc == 0, out[-3000:]
+  assert "[worker 0] step 4/4" in out and "[worker 1] step 4/4" in out
+  chief_path, chief = _weights(str(mw / "checkpoints"))
+  other_path, other = _weights(str(mw / ".worker_scratch" / "worker_1"))
+  assert chief_path.endswith("ckpt-4") and other_path.endswith("ckpt-4")
+  _assert_same(chief, other, 1e-6)
+  rc, out = _finish(_start([os.path.join(BIN, "onemodel-train"),
+                            *_train_args(single, data_dir, manual_dir, 4)]), 300)
+  assert rc == 0, out[-3000:]
+  _assert_same(chief, _weights(str(single / "checkpoints"))[1], 1e-4)
+
+
+def test_parameter_server_cluster_trains(tmp_path, data_dir, manual_dir):
+  out_dir = tmp_path / "ps"
+  rc, out = _finish(_start([os.path.join(BIN, "onemodel-launch"), "--num_workers=2",
+                            "--num_ps=1", "--",
+                            *_train_args(out_dir, data_dir, manual_dir, 40,
+                                         ["TrainConfig.log_every_steps=10",
+                                          "TrainConfig.steps_per_loop=5",
+                                          "TrainConfig.checkpoint_every_steps=20"])]), 300)
+  assert rc == 0, out[-3000:]
+  losses = [float(x) for x in re.findall(r"\[chief 0\] step \d+/40 \| loss (\S+)", out)]
+  assert len(losses) == 4 and losses[-1] < losses[0], out[-3000:]
+  assert "staleness" in out
+  assert tf.train.latest_checkpoint(str(out_dir / "checkpoints")).endswith("ckpt-40")
+
+
+def test_killed_worker_restarts_and_resumes(tmp_path, data_dir, manual_dir):
+  out_dir = tmp_path / "mw"
+  proc = _start([os.path.join(BIN, "onemodel-launch"), "--num_workers=2",
+                 "--max_restarts=1", "--",
+                 *_train_args(out_dir, data_dir, manual_dir, 60,
+                              ["TrainConfig.checkpoint_every_steps=4"])])
+  lines, victim, deadline = [], None, time.time() + 240
+  for line in proc.stdout:  # kill worker 1 once the chief has written a checkpoint
+    lines.append(line)
+    m = re.search(r"started worker 1 \(pid (\d+)\)", line)
+    if m and victim is None:
+      victim = int(m.group(1))
+    if victim and tf.train.latest_checkpoint(str(out_dir / "checkpoints")):
+      os.killpg(victim, signal.SIGKILL)
+      break
+    if time.time() > deadline:
+      break
+  rc, rest = _finish(proc, 300)
+  out = "".join(lines) + rest
+  assert victim is not None, out[-3000:]
+  assert rc == 0, out[-3000:]
+  assert "restarting the cluster" in out
+  resumed = re.search(r"\[worker 0\] resumed from \S+ckpt-(\d+) at step (\d+)", out)
+  assert resumed and int(resumed.group(1)) >= 4, out[-3000:]
+  assert "[worker 0] step 60/60" in out
