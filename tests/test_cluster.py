@@ -89,10 +89,19 @@ def test_mirrored_two_cpus_equals_one_device(tmp_path, data_dir, manual_dir):
       t.train()
       np.savez({str(tmp_path)!r} + '/' + name + '.npz',
                *[v.numpy() for v in t.model.variables])
+      # Distributed evaluation: the one-device checkpoint, evaluated under this strategy.
+      t.checkpoint.restore({str(tmp_path)!r} + '/one/checkpoints/ckpt-4').expect_partial()
+      m = t.evaluate('test', 4)
+      print('EVAL', m['accuracy'], m['loss_per_token'])
   """)
+  evals = []
   for name in ("one", "mirrored"):
     rc, out = _finish(_start([sys.executable, "-c", script, name]), 300)
     assert rc == 0, out[-3000:]
+    evals.append([float(x) for x in re.search(r"EVAL (\S+) (\S+)", out).groups()])
+  # Metrics of one checkpoint are the same under both strategies.
+  assert evals[0][0] == evals[1][0]
+  assert abs(evals[0][1] - evals[1][1]) < 1e-6
   one, mirrored = np.load(tmp_path / "one.npz"), np.load(tmp_path / "mirrored.npz")
   init = np.load(tmp_path / "init_one.npz")
   assert len(one.files) > 10
