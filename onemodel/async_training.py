@@ -51,8 +51,10 @@ def train(t: "trainer_lib.Trainer"):
   while step < cfg.train_steps:
     pending.append(coordinator.schedule(worker_fn, args=(per_worker_iter,)))
     step += n
+    evaluate = cfg.eval_every_steps and step % cfg.eval_every_steps == 0 and \
+        step < cfg.train_steps
     if step % cfg.log_every_steps == 0 or step >= cfg.train_steps or \
-        step % cfg.checkpoint_every_steps == 0:
+        step % cfg.checkpoint_every_steps == 0 or evaluate:
       coordinator.join()
       done = [r.fetch() for r in pending]
       pending = []
@@ -65,6 +67,8 @@ def train(t: "trainer_lib.Trainer"):
       t._log_scalars(writer, step, loss, rate, staleness=stale)
       if step % cfg.checkpoint_every_steps == 0 or step >= cfg.train_steps:
         t.manager.save(checkpoint_number=step)
+      if evaluate:  # inline, on the coordinator, reading the parameter servers' weights
+        t.evaluate(cfg.eval_role, step, eval_writer)
   coordinator.join()
   t.step.assign(step)
   return t._finish(step, loss, writer, eval_writer)

@@ -167,3 +167,30 @@ def test_killed_worker_restarts_and_resumes(tmp_path, data_dir, manual_dir):
   resumed = re.search(r"\[worker 0\] resumed from \S+ckpt-(\d+) at step (\d+)", out)
   assert resumed and int(resumed.group(1)) >= 4, out[-3000:]
   assert "[worker 0] step 60/60" in out
+
+
+def test_parameter_server_tolerates_a_lost_worker(tmp_path, data_dir, manual_dir):
+  out_dir = tmp_path / "ps"
+  proc = _start([os.path.join(BIN, "onemodel-launch"), "--num_workers=2", "--num_ps=1",
+                 "--max_restarts=1", "--",
+                 *_train_args(out_dir, data_dir, manual_dir, 300,
+                              ["TrainConfig.log_every_steps=20",
+                               "TrainConfig.steps_per_loop=5",
+                               "TrainConfig.checkpoint_every_steps=100"])])
+  lines, victim, deadline = [], None, time.time() + 240
+  for line in proc.stdout:  # kill worker 1 once training is under way
+    lines.append(line)
+    m = re.search(r"started worker 1 \(pid (\d+)\)", line)
+    if m and victim is None:
+      victim = int(m.group(1))
+    if victim and re.search(r"\[chief 0\] step 40/", line):
+      os.killpg(victim, signal.SIGKILL)
+      break
+    if time.time() > deadline:
+      break
+  rc, rest = _finish(proc, 300)
+  out = "".join(lines) + rest
+  assert rc == 0, out[-3000:]
+  assert "worker 1 exited" in out and "restarting it" in out
+  assert "[chief 0] step 300/300" in out
+  assert tf.train.latest_checkpoint(str(out_dir / "checkpoints")).endswith("ckpt-300")
