@@ -54,3 +54,14 @@ def test_label_roundtrip():
   assert mod.postprocess(ids, spec, None) == 2
   assert mod.postprocess([0], spec, None) == -1
   assert mod.vocab_size(spec, None) == 3 + 3
+
+
+def test_conv_stem_gives_the_patch_grid():
+  import gin
+  gin.bind_parameter("ImageConfig.stem", "conv")
+  gin.bind_parameter("ImageConfig.patch_size", 4)
+  spec = problem_lib.FeatureSpec("image", shape=(28, 28, 1))
+  layer = adapters.get_modality("image").input_layer(spec, 0, 16)
+  x, mask = layer({"": tf.zeros([2, 28, 28, 1], tf.uint8)})
+  assert x.shape == (2, 49, 16)
+  assert len(layer.stem) == 2  # two stride-2 3x3 convolutions make stride 4

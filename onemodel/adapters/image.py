@@ -1,5 +1,10 @@
 """Images: non-overlapping patches embedded by a strided convolution (ViT, Dosovitskiy et
-al. 2021, arXiv:2010.11929) plus learned 2-D positions (a row and a column embedding)."""
+al. 2021, arXiv:2010.11929) plus learned 2-D positions (a row and a column embedding).
+
+`ImageConfig.stem = 'conv'` replaces the single patchifying convolution by a small stack of
+3x3 convolutions with the same total stride (Xiao et al. 2021, "Early Convolutions Help
+Transformers See Better", arXiv:2106.14881): same tokens, much faster convergence on
+small data such as MNIST."""
 
 import dataclasses
 
@@ -14,6 +19,8 @@ from onemodel.adapters import base
 @dataclasses.dataclass
 class ImageConfig:
   patch_size: int = 4
+  stem: str = "patch"  # 'patch' (one strided conv) or 'conv' (3x3 convs, same stride)
+  stem_channels: int = 64
   # Training-time random translation by up to this many pixels (pad + random crop).
   random_shift: int = 0
 
@@ -25,7 +32,20 @@ class PatchEmbedding(keras.layers.Layer):
     if height % patch_size or width % patch_size:
       raise ValueError(f"image {height}x{width} is not divisible by patch_size {patch_size}")
     self.rows, self.cols = height // patch_size, width // patch_size
-    self.proj = keras.layers.Conv2D(model_dim, patch_size, strides=patch_size, name="proj")
+    cfg = ImageConfig()
+    self.stem = []
+    if cfg.stem == "conv":
+      stride = patch_size
+      while stride > 1 and stride % 2 == 0:  # 3x3 stride-2 convs down to the patch grid
+        self.stem.append(keras.layers.Conv2D(cfg.stem_channels, 3, strides=2, padding="same",
+                                             activation="gelu",
+                                             name=f"stem_{len(self.stem)}"))
+        stride //= 2
+      self.proj = keras.layers.Conv2D(model_dim, stride, strides=stride, name="proj")
+    elif cfg.stem == "patch":
+      self.proj = keras.layers.Conv2D(model_dim, patch_size, strides=patch_size, name="proj")
+    else:
+      raise ValueError(f"ImageConfig.stem={cfg.stem!r}: use 'patch' or 'conv'")
     init = keras.initializers.RandomNormal(stddev=0.02)
     self.row_pos = self.add_weight(name="row_pos", shape=(self.rows, 1, model_dim),
                                    initializer=init)
@@ -34,6 +54,8 @@ class PatchEmbedding(keras.layers.Layer):
 
   def call(self, feats, training=False):
     x = tf.cast(feats[""], tf.float32) / 127.5 - 1.0        # [B, H, W, C] in [-1, 1]
+    for conv in self.stem:                                  # [B, H/2, W/2, C], ...
+      x = conv(x)
     x = self.proj(x) + self.row_pos + self.col_pos          # [B, H/p, W/p, D]
     b, d = tf.shape(x)[0], x.shape[-1]
     x = tf.reshape(x, [b, self.rows * self.cols, d])        # [B, N, D]
