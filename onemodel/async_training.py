@@ -35,11 +35,11 @@ def train(t: "trainer_lib.Trainer"):
     total, count, stale = tf.constant(0.0), tf.constant(0.0), tf.constant(0, tf.int64)
     for _ in tf.range(n):
       seen = version.read_value()
-      s, c = t.strategy.run(step_fn, (next(iterator),))
+      stats = t.strategy.run(step_fn, (next(iterator),))
       after = version.assign_add(1)
       stale += after - 1 - seen
-      total += s
-      count += c
+      total += stats["loss_sum"]
+      count += stats["tokens"]
     return total, count, stale
 
   writer, eval_writer = t._writer("train"), t._writer("eval")
@@ -63,7 +63,7 @@ def train(t: "trainer_lib.Trainer"):
       stale = sum(int(d[2]) for d in done) / max(len(done) * n, 1)
       loss = total / max(count, 1.0)
       t.step.assign(step)
-      rate = progress.update(step, loss, f" | staleness {stale:.2f}")
+      rate, _ = progress.update(step, loss, f" | staleness {stale:.2f}")
       t._log_scalars(writer, step, loss, rate, staleness=stale)
       if step % cfg.checkpoint_every_steps == 0 or step >= cfg.train_steps:
         t.manager.save(checkpoint_number=step)

@@ -70,6 +70,14 @@ class OneModel(keras.Model):
     x, mask = self.input_adapters[problem](feats, training=training)
     return self.backbone.encode(x, mask, training=training), mask
 
+  def encoded_length(self, problem: str, batch):
+    """Encoder positions for this batch (0 for language models), for FLOP counts."""
+    if problem not in self.input_adapters:
+      return tf.constant(0)
+    feats = {k[len("inputs"):].lstrip("_"): v for k, v in batch.items()
+             if k.startswith("inputs")}
+    return self.input_adapters[problem].output_length(feats)
+
   def decode(self, problem: str, targets, encoder_out, encoder_mask, training=False):
     """Teacher-forced logits: targets [B, T] ids -> [B, T, V]."""
     emb = self.target_embedding(problem)

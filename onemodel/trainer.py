@@ -24,6 +24,7 @@ from onemodel import fileio
 from onemodel import model as model_lib
 from onemodel import optim
 from onemodel import registry
+from onemodel import throughput
 from onemodel.errors import UserError
 
 
@@ -51,6 +52,7 @@ class TrainConfig:
   jit_compile: bool = False
   seed: int = 0
   deterministic: bool = False       # same example order every run (slower input)
+  report_mfu: bool = True           # measure the matmul peak once (cached) and log MFU
 
 
 def check_output_dir(output_dir: str) -> None:
@@ -67,21 +69,46 @@ def check_output_dir(output_dir: str) -> None:
     raise UserError(f"output dir {output_dir} is not writable: {e.strerror or e}") from e
 
 
-class Progress:
-  """One line per `log_every_steps`: step, loss, steps/s and ETA (also on a non-TTY)."""
+STAT_KEYS = ("loss_sum", "tokens", "examples", "enc_tokens", "dec_tokens", "enc_attn",
+             "dec_attn", "cross_attn")
 
-  def __init__(self, total: int, start_step: int):
+
+class Progress:
+  """One line per `log_every_steps`: step, loss, steps/s, examples/s, target tokens/s,
+  MFU against the measured matmul peak, and ETA (also on a non-TTY)."""
+
+  def __init__(self, total: int, start_step: int, peak_gflops: float = 0.0, cfg=None,
+               vocab_size: int = 0):
     self.total, self.start_step, self.t0 = total, start_step, time.time()
     self.last_t, self.last_step = self.t0, start_step
+    self.peak, self.cfg, self.vocab_size = peak_gflops, cfg, vocab_size
+    self.sums = {}
 
-  def update(self, step: int, loss: float, extra: str = "") -> float:
+  def add(self, stats):
+    for k, v in stats.items():
+      self.sums[k] = self.sums.get(k, 0.0) + v
+
+  def update(self, step: int, loss: float, extra: str = ""):
     now = time.time()
-    rate = (step - self.last_step) / max(now - self.last_t, 1e-9)
+    dt = max(now - self.last_t, 1e-9)
+    rate = (step - self.last_step) / dt
     self.last_t, self.last_step = now, step
     eta = (self.total - step) / max(rate, 1e-9)
-    print(f"step {step}/{self.total} | loss {loss:.4f} | {rate:.2f} steps/s | "
+    scalars, shown = {}, ""
+    if self.sums:
+      scalars = {"examples_per_sec": self.sums.get("examples", 0.0) / dt,
+                 "tokens_per_sec": self.sums.get("tokens", 0.0) / dt}
+      shown = (f" | {scalars['examples_per_sec']:.0f} ex/s | "
+               f"{scalars['tokens_per_sec']:.0f} tok/s")
+      if self.peak and self.cfg is not None:
+        flops = throughput.step_flops(self.cfg, self.sums, self.vocab_size)
+        scalars["model_gflops_per_sec"] = flops / dt / 1e9
+        scalars["mfu"] = scalars["model_gflops_per_sec"] / self.peak
+        shown += f" | MFU {100 * scalars['mfu']:.0f}%"
+      self.sums = {}
+    print(f"step {step}/{self.total} | loss {loss:.4f} | {rate:.2f} steps/s{shown} | "
           f"ETA {int(eta // 60)}m{int(eta % 60):02d}s{extra}", flush=True)
-    return rate
+    return rate, scalars
 
 
 def _wait_until_prepared(problem, data_dir, timeout_s=1800):
@@ -198,7 +225,10 @@ class Trainer:
       if clipnorm:
         grads = optim.clip_global_gradient(grads, clipnorm)
       opt.apply_gradients(zip(grads, model.trainable_variables))
-      return loss_sum, tokens
+      shape = tf.shape(batch["targets"])
+      stats = throughput.batch_shapes(model.encoded_length(name, batch), shape[1], shape[0])
+      stats.update(loss_sum=loss_sum, tokens=tokens, examples=tf.cast(shape[0], tf.float32))
+      return stats
 
     if self.cfg.jit_compile:
       step_fn = tf.function(step_fn, jit_compile=True)
@@ -209,14 +239,14 @@ class Trainer:
 
     @tf.function
     def train_loop(iterator, num_steps):
-      total = tf.constant(0.0)
-      count = tf.constant(0.0)
+      """`num_steps` steps in one call (no per-step Python); -> summed step statistics."""
+      totals = {k: tf.constant(0.0) for k in STAT_KEYS}
       for _ in tf.range(num_steps):
-        s, c = self.strategy.run(step_fn, (next(iterator),))
-        total += self.strategy.reduce(tf.distribute.ReduceOp.SUM, s, axis=None)
-        count += self.strategy.reduce(tf.distribute.ReduceOp.SUM, c, axis=None)
+        stats = self.strategy.run(step_fn, (next(iterator),))
+        totals = {k: totals[k] + self.strategy.reduce(tf.distribute.ReduceOp.SUM, stats[k],
+                                                      axis=None) for k in STAT_KEYS}
         self.step.assign_add(1)
-      return total / tf.maximum(count, 1.0)
+      return totals
 
     return train_loop
 
@@ -282,13 +312,16 @@ class Trainer:
     start = int(self.step.numpy())
     writer, eval_writer = self._writer("train"), self._writer("eval")
     loop = self._make_train_loop()
-    progress = Progress(cfg.train_steps, start)
+    progress = Progress(cfg.train_steps, start, self._peak_gflops(),
+                        self.model.cfg, self.model.target_embedding(self.problem.name).vocab_size)
     step, loss = start, float("nan")
     wrote_operative = False
     while step < cfg.train_steps:
       n = min(cfg.steps_per_loop, cfg.train_steps - step,
               cfg.log_every_steps - step % cfg.log_every_steps)
-      loss = float(loop(iterator, tf.constant(n)))
+      stats = {k: float(v) for k, v in loop(iterator, tf.constant(n)).items()}
+      progress.add(stats)
+      loss = stats["loss_sum"] / max(stats["tokens"], 1.0)
       step = int(self.step.numpy())
       if not wrote_operative:
         self._write_config("operative_config.gin", gin.operative_config_str())
@@ -296,14 +329,22 @@ class Trainer:
           tf.summary.text("operative_config", gin.operative_config_str(), step=step)
         wrote_operative = True
       if step % cfg.log_every_steps == 0 or step == cfg.train_steps:
-        rate = progress.update(step, loss)
-        self._log_scalars(writer, step, loss, rate)
+        rate, extra = progress.update(step, loss)
+        self._log_scalars(writer, step, loss, rate, **extra)
       if step % cfg.checkpoint_every_steps == 0 or step == cfg.train_steps:
         self.manager.save(checkpoint_number=step)
       if cfg.eval_every_steps and step % cfg.eval_every_steps == 0 \
           and step != cfg.train_steps and self.is_chief:
         self.evaluate(cfg.eval_role, step, eval_writer)
     return self._finish(step, loss, writer, eval_writer)
+
+  def _peak_gflops(self) -> float:
+    if not self.cfg.report_mfu:
+      return 0.0
+    peak = throughput.peak_gflops()
+    print(f"matmul peak of this machine: {peak:.0f} GFLOP/s (fp32; MFU is measured "
+          "against it)", flush=True)
+    return peak
 
   def _log_scalars(self, writer, step, loss, rate, **extra):
     lr = self.optimizer.learning_rate

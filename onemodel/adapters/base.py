@@ -122,3 +122,7 @@ class TokenInput(keras.layers.Layer):
     x = self.embedding(ids)
     x += sinusoidal_positions(tf.shape(ids)[1], self.embedding.model_dim)[tf.newaxis]
     return x, tf.cast(ids != vocab_lib.PAD_ID, x.dtype)
+
+  def output_length(self, feats):
+    """Encoder positions this layer makes from `feats` (for FLOP counts)."""
+    return tf.shape(feats[""])[1]

@@ -52,6 +52,9 @@ class PatchEmbedding(keras.layers.Layer):
     self.col_pos = self.add_weight(name="col_pos", shape=(1, self.cols, model_dim),
                                    initializer=init)
 
+  def output_length(self, feats):
+    return tf.constant(self.rows * self.cols)
+
   def call(self, feats, training=False):
     x = tf.cast(feats[""], tf.float32) / 127.5 - 1.0        # [B, H, W, C] in [-1, 1]
     for conv in self.stem:                                  # [B, H/2, W/2, C], ...

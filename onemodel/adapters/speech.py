@@ -57,6 +57,9 @@ class Subsampler(keras.layers.Layer):
     self.proj = keras.layers.Dense(model_dim, name="proj")
     self.model_dim = model_dim
 
+  def output_length(self, feats):
+    return -(-tf.shape(feats[""])[1] // 4)
+
   def call(self, feats, training=False):
     x = feats[""][..., tf.newaxis]                      # [B, F, M, 1]
     x = self.conv2(self.conv1(x))                       # [B, F/4, M/4, C]
