@@ -50,6 +50,23 @@ def _finish(proc, timeout):
   return proc.returncode, out
 
 
+def _kill_worker_1_when(proc, ready, timeout=240):
+  """Streams the launcher's output until `ready(line)`, then SIGKILLs worker 1's process
+  group. Returns (lines read, killed pid or None)."""
+  lines, victim, deadline = [], None, time.time() + timeout
+  for line in proc.stdout:
+    lines.append(line)
+    m = re.search(r"started worker 1 \(pid (\d+)\)", line)
+    if m and victim is None:
+      victim = int(m.group(1))
+    if victim and ready(line):
+      os.killpg(victim, signal.SIGKILL)
+      return lines, victim
+    if time.time() > deadline:
+      break
+  return lines, None
+
+
 def _weights(ckpt_dir):
   path = tf.train.latest_checkpoint(ckpt_dir)
   reader = tf.train.load_checkpoint(path)
@@ -148,17 +165,9 @@ def test_killed_worker_restarts_and_resumes(tmp_path, data_dir, manual_dir):
                  "--max_restarts=1", "--",
                  *_train_args(out_dir, data_dir, manual_dir, 60,
                               ["TrainConfig.checkpoint_every_steps=4"])])
-  lines, victim, deadline = [], None, time.time() + 240
-  for line in proc.stdout:  # kill worker 1 once the chief has written a checkpoint
-    lines.append(line)
-    m = re.search(r"started worker 1 \(pid (\d+)\)", line)
-    if m and victim is None:
-      victim = int(m.group(1))
-    if victim and tf.train.latest_checkpoint(str(out_dir / "checkpoints")):
-      os.killpg(victim, signal.SIGKILL)
-      break
-    if time.time() > deadline:
-      break
+  # Kill worker 1 once the chief has written a checkpoint.
+  lines, victim = _kill_worker_1_when(
+      proc, lambda line: tf.train.latest_checkpoint(str(out_dir / "checkpoints")))
   rc, rest = _finish(proc, 300)
   out = "".join(lines) + rest
   assert victim is not None, out[-3000:]
@@ -177,17 +186,10 @@ def test_parameter_server_tolerates_a_lost_worker(tmp_path, data_dir, manual_dir
                               ["TrainConfig.log_every_steps=20",
                                "TrainConfig.steps_per_loop=5",
                                "TrainConfig.checkpoint_every_steps=100"])])
-  lines, victim, deadline = [], None, time.time() + 240
-  for line in proc.stdout:  # kill worker 1 once training is under way
-    lines.append(line)
-    m = re.search(r"started worker 1 \(pid (\d+)\)", line)
-    if m and victim is None:
-      victim = int(m.group(1))
-    if victim and re.search(r"\[chief 0\] step 40/", line):
-      os.killpg(victim, signal.SIGKILL)
-      break
-    if time.time() > deadline:
-      break
+  # Kill worker 1 once training is under way.
+  lines, victim = _kill_worker_1_when(
+      proc, lambda line: re.search(r"\[chief 0\] step 40/", line))
+  assert victim is not None
   rc, rest = _finish(proc, 300)
   out = "".join(lines) + rest
   assert rc == 0, out[-3000:]
