@@ -4,7 +4,6 @@ problems whose metrics need predictions. One code path for training-time and CLI
 import time
 from typing import Dict
 
-import numpy as np
 import tensorflow as tf
 
 from onemodel import adapters

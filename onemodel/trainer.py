@@ -7,10 +7,7 @@ the gradient of the global mean, and the framework's own step counter (Keras'
 """
 
 import dataclasses
-import json
-import logging
 import os
-import sys
 import time
 from typing import Optional
 
