@@ -65,3 +65,14 @@ def test_conv_stem_gives_the_patch_grid():
   x, mask = layer({"": tf.zeros([2, 28, 28, 1], tf.uint8)})
   assert x.shape == (2, 49, 16)
   assert len(layer.stem) == 2  # two stride-2 3x3 convolutions make stride 4
+
+
+def test_conv_stem_rounds_up_odd_sizes():
+  import gin
+  gin.bind_parameter("ImageConfig.stem", "conv")
+  gin.bind_parameter("ImageConfig.patch_size", 8)
+  spec = problem_lib.FeatureSpec("image", shape=(28, 28, 1))
+  layer = adapters.get_modality("image").input_layer(spec, 0, 16)
+  x, _ = layer({"": tf.zeros([2, 28, 28, 1], tf.uint8)})
+  assert x.shape == (2, 16, 16)  # 28 -> 14 -> 7 -> 4: a 4x4 grid
+  assert len(layer.stem) == 3

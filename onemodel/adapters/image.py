@@ -29,10 +29,18 @@ class PatchEmbedding(keras.layers.Layer):
 
   def __init__(self, height, width, patch_size, model_dim, **kwargs):
     super().__init__(**kwargs)
-    if height % patch_size or width % patch_size:
-      raise ValueError(f"image {height}x{width} is not divisible by patch_size {patch_size}")
-    self.rows, self.cols = height // patch_size, width // patch_size
     cfg = ImageConfig()
+    if cfg.stem == "conv":
+      # 'same'-padded stride-2 convs halve (rounding up) while the stride is even, then a
+      # 'valid' conv takes the odd rest: 28x28 at patch_size 8 gives a 4x4 grid.
+      rows, cols, rest = height, width, patch_size
+      while rest > 1 and rest % 2 == 0:
+        rows, cols, rest = -(-rows // 2), -(-cols // 2), rest // 2
+      self.rows, self.cols = rows // rest, cols // rest
+    elif height % patch_size or width % patch_size:
+      raise ValueError(f"image {height}x{width} is not divisible by patch_size {patch_size}")
+    else:
+      self.rows, self.cols = height // patch_size, width // patch_size
     self.stem = []
     if cfg.stem == "conv":
       stride = patch_size
