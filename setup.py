@@ -48,6 +48,7 @@ setup(
             "fsdd=problems.fsdd",
             "multi30k_en_de=problems.multi30k",
             "tinyshakespeare=problems.tinyshakespeare",
+            "mixtures=problems.mixtures",
         ],
     },
 )

@@ -91,6 +91,52 @@ def get_vocab(problem, data_dir: str) -> Optional[vocab_lib.Vocab]:
   return vocab_lib.get_or_build_vocab(data_dir, problem.name, spec, texts)
 
 
+def get_vocabs(problems, data_dir: str):
+  """Vocabularies for problems trained together -> ({problem: vocab}, {problem: key}).
+
+  Alone, a problem learns its own vocabulary. Together, the text features of the same
+  vocabulary kind ('sentencepiece' subwords, 'char') share ONE vocabulary learned from
+  all their training text, and the model one embedding/softmax for them (the key)."""
+  if len(problems) == 1:
+    return {problems[0].name: get_vocab(problems[0], data_dir)}, {}
+  from onemodel import mixtures
+  from onemodel import problem as problem_lib
+  vocabs, keys, groups = {}, {}, {}
+  for p in problems:
+    specs = p.text_specs()
+    if specs:
+      groups.setdefault(specs[-1][1].vocab.kind, []).append(p)
+    else:
+      vocabs[p.name] = None
+  for kind, members in groups.items():
+    if len(members) == 1:
+      vocabs[members[0].name] = get_vocab(members[0], data_dir)
+      continue
+    size = max(s.vocab.size for p in members for _, s in p.text_specs())
+    spec = problem_lib.VocabSpec(kind, size)
+
+    def texts(members=members):
+      for p in members:
+        roles = [role for role, _ in p.text_specs()]
+        for ex in raw_split(p, "train", data_dir).as_numpy_iterator():
+          raw = p.to_raw(ex)
+          for role in roles:
+            yield raw[role].decode("utf-8")
+
+    vocab = vocab_lib.get_or_build_vocab(
+        data_dir, mixtures.shared_vocab_name(members, kind), spec, texts)
+    for p in members:
+      vocabs[p.name] = vocab
+      if p.targets.modality == "text":
+        keys[p.name] = f"shared_{kind}"
+  return vocabs, keys
+
+
+def train_size(problem, data_dir: str) -> int:
+  """Training examples (TFDS metadata), for rates proportional to dataset size."""
+  return int(builder(problem, data_dir).info.splits[problem.splits["train"]].num_examples)
+
+
 def _lm_windows(problem, ex, training, seed=None):
   """Language modelling: one random window (train) or all full windows (eval)."""
   n = problem.targets.length

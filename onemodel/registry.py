@@ -49,9 +49,12 @@ class Registry(Generic[T]):
   def unregister(self, name: str) -> None:
     self._items.pop(name, None)
 
+  def closest(self, name: str) -> List[str]:
+    return difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.4)
+
   def get(self, name: str) -> T:
     if name not in self._items:
-      close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.4)
+      close = self.closest(name)
       hint = (f"; closest: {', '.join(close)}" if close else
               f"; registered: {', '.join(sorted(self._items)) or 'none'}")
       raise UserError(f"unknown {self.kind} {name!r}{hint}")
@@ -65,6 +68,7 @@ class Registry(Generic[T]):
 
 
 PROBLEMS: "Registry" = Registry("problem")
+MIXTURES: "Registry" = Registry("mixture")  # see onemodel.mixtures
 _loaded_modules = set()
 
 
@@ -127,4 +131,19 @@ def get_problem(name: str):
 
 
 def register_problem(problem):
+  if problem.name in MIXTURES:
+    raise ValueError(f"problem {problem.name!r}: a mixture of that name is registered")
   return PROBLEMS.register(problem.name, problem)
+
+
+def get_task(name: str):
+  """A problem or a mixture by name; unknown names list the closest of both."""
+  if name in MIXTURES:
+    return MIXTURES.get(name)
+  if name in PROBLEMS:
+    return PROBLEMS.get(name)
+  close = difflib.get_close_matches(name, PROBLEMS.names() + MIXTURES.names(), n=3,
+                                    cutoff=0.4)
+  hint = f"; closest: {', '.join(close)}" if close else \
+      f"; registered: {', '.join(PROBLEMS.names() + MIXTURES.names()) or 'none'}"
+  raise UserError(f"unknown problem {name!r}{hint}")

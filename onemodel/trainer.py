@@ -7,9 +7,10 @@ the gradient of the global mean, and the framework's own step counter (Keras'
 """
 
 import dataclasses
+import functools
 import os
 import time
-from typing import Optional
+from typing import Any, Optional
 
 import gin
 import tensorflow as tf
@@ -18,9 +19,9 @@ from onemodel import data as data_lib
 from onemodel import distribute
 from onemodel import evaluation
 from onemodel import fileio
+from onemodel import mixtures
 from onemodel import model as model_lib
 from onemodel import optim
-from onemodel import registry
 from onemodel import throughput
 from onemodel.errors import UserError
 
@@ -28,8 +29,8 @@ from onemodel.errors import UserError
 @gin.configurable
 @dataclasses.dataclass
 class TrainConfig:
-  """What to train and for how long (see gin/runs/*.gin)."""
-  problem: str = ""
+  """What to train and for how long (see gin/experiments/*.gin)."""
+  problem: Any = ""                 # a problem or mixture name, or a gin @Mixture()
   train_steps: int = 1000
   batch_size: int = 32
   # Token-budget batching for text problems (0: off): buckets of about this many tokens
@@ -79,11 +80,14 @@ class Progress:
     self.total, self.start_step, self.t0 = total, start_step, time.time()
     self.last_t, self.last_step = self.t0, start_step
     self.peak, self.cfg, self.vocab_size = peak_gflops, cfg, vocab_size
-    self.sums = {}
+    self.sums, self.flops = {}, 0.0
 
-  def add(self, stats):
+  def add(self, stats, vocab_size: int = 0):
+    """Adds summed step statistics (of steps whose output vocabulary is vocab_size)."""
     for k, v in stats.items():
       self.sums[k] = self.sums.get(k, 0.0) + v
+    if self.peak and self.cfg is not None:
+      self.flops += throughput.step_flops(self.cfg, stats, vocab_size or self.vocab_size)
 
   def update(self, step: int, loss: float, extra: str = ""):
     now = time.time()
@@ -98,11 +102,10 @@ class Progress:
       shown = (f" | {scalars['examples_per_sec']:.0f} ex/s | "
                f"{scalars['tokens_per_sec']:.0f} tok/s")
       if self.peak and self.cfg is not None:
-        flops = throughput.step_flops(self.cfg, self.sums, self.vocab_size)
-        scalars["model_gflops_per_sec"] = flops / dt / 1e9
+        scalars["model_gflops_per_sec"] = self.flops / dt / 1e9
         scalars["mfu"] = scalars["model_gflops_per_sec"] / self.peak
         shown += f" | MFU {100 * scalars['mfu']:.0f}%"
-      self.sums = {}
+      self.sums, self.flops = {}, 0.0
     print(f"step {step}/{self.total} | loss {loss:.4f} | {rate:.2f} steps/s{shown} | "
           f"ETA {int(eta // 60)}m{int(eta % 60):02d}s{extra}", flush=True)
     return rate, scalars
@@ -126,7 +129,9 @@ def restore_or_init(checkpoint, manager, path: Optional[str] = None) -> Optional
 
 
 class Trainer:
-  """Builds everything for one problem and runs train + eval in `output_dir`."""
+  """Builds everything for one problem or a mixture and runs train + eval in
+  `output_dir`. A mixture trains one model on all its problems: each step draws one
+  problem (`mixtures.Sampler`) and runs that problem's step on the shared weights."""
 
   def __init__(self, output_dir: str, data_dir: str, manual_dir: str,
                strategy: Optional[tf.distribute.Strategy] = None,
@@ -136,19 +141,29 @@ class Trainer:
       raise UserError("no problem to train: set the gin binding TrainConfig.problem "
                       "(e.g. --gin_param=\"TrainConfig.problem='mnist'\")")
     self.output_dir, self.data_dir = output_dir, data_dir
-    self.problem = registry.get_problem(self.cfg.problem)
+    self.problems, self.mixture = mixtures.resolve(self.cfg.problem)
+    self.problem = self.problems[0]
+    self.name = self.mixture.name if self.mixture else self.problem.name
     self.strategy = strategy or tf.distribute.OneDeviceStrategy("/cpu:0")
     self.is_chief = distribute.is_chief()
     self.is_async = isinstance(self.strategy, tf.distribute.ParameterServerStrategy)
     check_output_dir(output_dir)
-    if self.is_chief:
-      data_lib.prepare(self.problem, data_dir, manual_dir)
-    else:
-      _wait_until_prepared(self.problem, data_dir)
-    self.vocab = data_lib.get_vocab(self.problem, data_dir)
+    for p in self.problems:
+      if self.is_chief:
+        data_lib.prepare(p, data_dir, manual_dir)
+      else:
+        _wait_until_prepared(p, data_dir)
+    self.vocabs, vocab_keys = data_lib.get_vocabs(self.problems, data_dir)
+    self.vocab = self.vocabs[self.problem.name]
+    self.sampler = None
+    if self.mixture:
+      self.sampler = mixtures.Sampler(
+          self.mixture, [p.name for p in self.problems],
+          [data_lib.train_size(p, data_dir) for p in self.problems], self.cfg.seed)
+    self._evaluators = {}
     tf.keras.utils.set_random_seed(self.cfg.seed)
     with self.strategy.scope():
-      self.model = model_lib.build([self.problem], {self.problem.name: self.vocab})
+      self.model = model_lib.build(self.problems, self.vocabs, vocab_keys)
       self.optimizer, self.clipnorm = optim.optimizer(self.cfg.train_steps)
       if hasattr(self.optimizer, "exclude_from_weight_decay"):
         self.optimizer.exclude_from_weight_decay(var_names=["norm", "bias", "_pos"])
@@ -156,8 +171,11 @@ class Trainer:
       # Parameter-server training: how many updates the variables have seen, to measure
       # gradient staleness (updates applied between reading and updating the weights).
       self.version = tf.Variable(0, dtype=tf.int64, trainable=False, name="version")
+      # Steps each problem received over the whole run (checkpointed with it).
+      self.problem_steps = tf.Variable(tf.zeros([len(self.problems)], tf.int64),
+                                       trainable=False, name="problem_steps")
     self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                          step=self.step)
+                                          step=self.step, problem_steps=self.problem_steps)
     # Under multi-worker training every worker saves (the save is collective); only the
     # chief writes into the run, the others into a scratch directory.
     ckpt_dir = os.path.join(output_dir, "checkpoints") if self.is_chief else \
@@ -168,27 +186,33 @@ class Trainer:
       self.chief_manager = tf.train.CheckpointManager(
           self.checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=None)
 
-  def _dataset(self, ctx: tf.distribute.InputContext):
+  def _dataset(self, ctx: tf.distribute.InputContext, problem=None):
+    problem = problem or self.problem
     per_replica = ctx.get_per_replica_batch_size(self.cfg.batch_size)
-    ds = data_lib.dataset(self.problem, "train", self.data_dir, per_replica, training=True,
-                          vocab=self.vocab, seed=self.cfg.seed,
+    ds = data_lib.dataset(problem, "train", self.data_dir, per_replica, training=True,
+                          vocab=self.vocabs[problem.name], seed=self.cfg.seed,
                           batch_tokens=self.cfg.batch_tokens // ctx.num_replicas_in_sync,
                           bucket_boundaries=self.cfg.bucket_boundaries,
                           deterministic=self.cfg.deterministic)
     return ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id) \
         if ctx.num_input_pipelines > 1 else ds
 
-  def _build_variables(self, iterator=None):
+  def _iterators(self):
+    """One distributed input iterator per problem."""
+    return {p.name: iter(self.strategy.distribute_datasets_from_function(
+        functools.partial(self._dataset, problem=p))) for p in self.problems}
+
+  def _build_variables(self, iterators=None):
     """Creates model and optimizer variables before any tf.function traces."""
-    if self.is_async:  # the coordinator builds from a local batch
-      batch = next(iter(self._dataset(tf.distribute.InputContext())))
-      with self.strategy.scope():
-        self.model(batch, problem=self.problem.name, training=False)
-    else:
-      batch = next(iterator)
-      def _forward(b):
-        return self.model(b, problem=self.problem.name, training=False)
-      self.strategy.run(_forward, (batch,))
+    for p in self.problems:
+      if self.is_async:  # the coordinator builds from a local batch
+        batch = next(iter(self._dataset(tf.distribute.InputContext(), p)))
+        with self.strategy.scope():
+          self.model(batch, problem=p.name, training=False)
+      else:
+        def _forward(b, name=p.name):
+          return self.model(b, problem=name, training=False)
+        self.strategy.run(_forward, (next(iterators[p.name]),))
     with self.strategy.scope():
       self.optimizer.build(self.model.trainable_variables)
 
@@ -199,14 +223,14 @@ class Trainer:
       raise UserError(f"no checkpoint in {os.path.join(self.output_dir, 'checkpoints')}")
     if not tf.io.gfile.exists(path + ".index"):
       raise UserError(f"checkpoint {path} does not exist")
-    self._build_variables(None if self.is_async else iter(
-        self.strategy.distribute_datasets_from_function(self._dataset)))
+    self._build_variables(None if self.is_async else self._iterators())
     restore_or_init(self.checkpoint, self.manager, path)
     return path
 
-  def _step_fn(self):
-    """One replica's training step: the only place gradients are taken."""
-    model, opt, name = self.model, self.optimizer, self.problem.name
+  def _step_fn(self, name: str = ""):
+    """One replica's training step on problem `name`: the only place gradients are
+    taken."""
+    model, opt, name = self.model, self.optimizer, name or self.problem.name
     ls, clipnorm = self.cfg.label_smoothing, self.clipnorm
 
     def step_fn(batch):
@@ -231,8 +255,8 @@ class Trainer:
       step_fn = tf.function(step_fn, jit_compile=True)
     return step_fn
 
-  def _make_train_loop(self):
-    step_fn = self._step_fn()
+  def _make_train_loop(self, index: int = 0):
+    step_fn = self._step_fn(self.problems[index].name)
 
     @tf.function
     def train_loop(iterator, num_steps):
@@ -243,6 +267,8 @@ class Trainer:
         totals = {k: totals[k] + self.strategy.reduce(tf.distribute.ReduceOp.SUM, stats[k],
                                                       axis=None) for k in STAT_KEYS}
         self.step.assign_add(1)
+      self.problem_steps.assign_add(
+          tf.one_hot(index, len(self.problems), dtype=tf.int64) * tf.cast(num_steps, tf.int64))
       return totals
 
     return train_loop
@@ -257,21 +283,29 @@ class Trainer:
     return tf.summary.create_file_writer(os.path.join(self.output_dir, name))
 
   def evaluate(self, role: str, step: int, writer=None, tag: str = ""):
-    ev = evaluation.Evaluator(self.model, self.problem, self.vocab, self.data_dir,
-                              self.cfg.eval_batch_size)
-    results = ev.evaluate(role, self.cfg.eval_max_examples)
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(results.items()))
-    print(f"eval {self.problem.name} {role} @ step {step}: {shown}", flush=True)
-    if writer is not None:
-      with writer.as_default():
-        for k, v in results.items():
-          tf.summary.scalar(f"{self.problem.name}/{role}/{k}", v, step=step)
-    fileio.atomic_write_json(
-        os.path.join(self.output_dir,
-                     f"metrics_{role}{'_' + tag if tag else ''}_step{step}.json"),
-        {"problem": self.problem.name, "split": role, "step": step, "tag": tag,
-         "metrics": results})
-    return results
+    """Each problem's metrics on its `role` split -> {metric: value} for one problem,
+    {problem: {metric: value}} for a mixture. Also printed, written to TensorBoard and
+    to OUTPUT_DIR/metrics_ROLE[_TAG][_PROBLEM]_stepN.json."""
+    out = {}
+    for p in self.problems:
+      if p.name not in self._evaluators:  # compiled once, reused at every evaluation
+        self._evaluators[p.name] = evaluation.Evaluator(
+            self.model, p, self.vocabs[p.name], self.data_dir, self.cfg.eval_batch_size)
+      results = self._evaluators[p.name].evaluate(role, self.cfg.eval_max_examples)
+      shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(results.items()))
+      print(f"eval {p.name} {role} @ step {step}: {shown}", flush=True)
+      if writer is not None:
+        with writer.as_default():
+          for k, v in results.items():
+            tf.summary.scalar(f"{p.name}/{role}/{k}", v, step=step)
+      name = f"metrics_{role}{'_' + tag if tag else ''}" + \
+          (f"_{p.name}" if self.mixture else "") + f"_step{step}.json"
+      fileio.atomic_write_json(
+          os.path.join(self.output_dir, name),
+          {"problem": p.name, "mixture": self.name if self.mixture else None,
+           "split": role, "step": step, "tag": tag, "metrics": results})
+      out[p.name] = results
+    return out if self.mixture else out[self.problem.name]
 
   def _restore_latest(self):
     manager = self.manager if self.is_chief else self.chief_manager
@@ -303,22 +337,33 @@ class Trainer:
       from onemodel import async_training
       return async_training.train(self)
     cfg = self.cfg
-    iterator = iter(self.strategy.distribute_datasets_from_function(self._dataset))
-    self._build_variables(iterator)
+    iterators = self._iterators()
+    self._build_variables(iterators)
     self._restore_latest()
     start = int(self.step.numpy())
     writer, eval_writer = self._writer("train"), self._writer("eval")
-    loop = self._make_train_loop()
-    progress = Progress(cfg.train_steps, start, self._peak_gflops(),
-                        self.model.cfg, self.model.target_embedding(self.problem.name).vocab_size)
+    loops = [self._make_train_loop(i) for i in range(len(self.problems))]
+    vocab_sizes = [self.model.target_embedding(p.name).vocab_size for p in self.problems]
+    progress = Progress(cfg.train_steps, start, self._peak_gflops(), self.model.cfg,
+                        vocab_sizes[0])
+    per_problem = {}  # problem index -> [loss_sum, tokens] since the last log line
     step, loss = start, float("nan")
     wrote_operative = False
     while step < cfg.train_steps:
       n = min(cfg.steps_per_loop, cfg.train_steps - step,
               cfg.log_every_steps - step % cfg.log_every_steps)
-      stats = {k: float(v) for k, v in loop(iterator, tf.constant(n)).items()}
-      progress.add(stats)
-      loss = stats["loss_sum"] / max(stats["tokens"], 1.0)
+      runs = self.sampler.runs(step, n) if self.sampler else [(0, n)]
+      chunk = {}
+      for i, count in runs:
+        stats = {k: float(v) for k, v in loops[i](iterators[self.problems[i].name],
+                                                   tf.constant(count)).items()}
+        progress.add(stats, vocab_sizes[i])
+        sums = per_problem.setdefault(i, [0.0, 0.0])
+        sums[0] += stats["loss_sum"]
+        sums[1] += stats["tokens"]
+        for k, v in stats.items():
+          chunk[k] = chunk.get(k, 0.0) + v
+      loss = chunk["loss_sum"] / max(chunk["tokens"], 1.0)
       step = int(self.step.numpy())
       if not wrote_operative:
         self._write_config("operative_config.gin", gin.operative_config_str())
@@ -326,7 +371,13 @@ class Trainer:
           tf.summary.text("operative_config", gin.operative_config_str(), step=step)
         wrote_operative = True
       if step % cfg.log_every_steps == 0 or step == cfg.train_steps:
-        rate, extra = progress.update(step, loss)
+        shown = ""
+        if self.mixture:
+          extra_scalars, shown = self._mixture_scalars(per_problem)
+        per_problem = {}
+        rate, extra = progress.update(step, loss, shown)
+        if self.mixture:
+          extra.update(extra_scalars)
         self._log_scalars(writer, step, loss, rate, **extra)
       if step % cfg.checkpoint_every_steps == 0 or step == cfg.train_steps:
         self.manager.save(checkpoint_number=step)
@@ -334,6 +385,20 @@ class Trainer:
           and step != cfg.train_steps and self.is_chief:
         self.evaluate(cfg.eval_role, step, eval_writer)
     return self._finish(step, loss, writer, eval_writer)
+
+  def _mixture_scalars(self, per_problem):
+    """Per-problem training loss since the last log line and the fraction of all steps
+    so far that each problem received (to check the mixing rates)."""
+    counts = self.problem_steps.numpy()
+    total = max(int(counts.sum()), 1)
+    scalars, shown = {}, []
+    for i, p in enumerate(self.problems):
+      frac = counts[i] / total
+      scalars[f"steps_fraction/{p.name}"] = frac
+      if i in per_problem:
+        scalars[f"loss/{p.name}"] = per_problem[i][0] / max(per_problem[i][1], 1.0)
+      shown.append(f"{p.name} {100 * frac:.0f}%")
+    return scalars, " | steps " + " ".join(shown)
 
   def _peak_gflops(self) -> float:
     if not self.cfg.report_mfu:

@@ -72,3 +72,15 @@ def tiny_gin(problem, steps, extra=()):
             "TrainConfig.eval_batch_size=16", "TrainConfig.checkpoint_every_steps=2",
             *extra]
   return ["--gin_file=gin/models/tiny.gin"] + [f"--gin_param={p}" for p in params]
+
+
+def one_line_error(rc, se, *needles):
+  """A user mistake: non-zero exit, no traceback, exactly one 'TOOL: error: ...' line
+  containing every needle. Returns that line."""
+  assert rc != 0
+  assert "Traceback" not in se, se[-2000:]
+  lines = [l for l in se.splitlines() if l.startswith("onemodel-") and ": error: " in l]
+  assert len(lines) == 1, se[-2000:]
+  for n in needles:
+    assert n in lines[0], lines[0]
+  return lines[0]

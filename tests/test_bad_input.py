@@ -4,49 +4,39 @@ import os
 
 import pytest
 
-from conftest import cli, tiny_gin
-
-
-def _one_line_error(rc, se, *needles):
-  assert rc != 0
-  assert "Traceback" not in se, se[-2000:]
-  lines = [l for l in se.splitlines() if l.startswith("onemodel-") and ": error: " in l]
-  assert len(lines) == 1, se[-2000:]
-  for n in needles:
-    assert n in lines[0], lines[0]
-  return lines[0]
+from conftest import cli, one_line_error, tiny_gin
 
 
 def test_unknown_problem(tmp_path, data_dir, manual_dir):
   rc, so, se = cli("onemodel-train", *tiny_gin("mnsit", 2), f"--output_dir={tmp_path}",
                    f"--data_dir={data_dir}", f"--manual_dir={manual_dir}")
-  _one_line_error(rc, se, "unknown problem 'mnsit'", "mnist")
+  one_line_error(rc, se, "unknown problem 'mnsit'", "mnist")
 
 
 def test_gin_typo_rejected_at_parse(tmp_path):
   rc, so, se = cli("onemodel-train", "--gin_file=gin/models/tiny.gin",
                    "--gin_param=TrainConfig.trian_steps=3", f"--output_dir={tmp_path}")
-  _one_line_error(rc, se, "trian_steps")
+  one_line_error(rc, se, "trian_steps")
 
 
 def test_gin_unknown_configurable_in_file(tmp_path):
   bad = tmp_path / "bad.gin"
   bad.write_text("BackbonConfig.model_dim = 8\n")
   rc, so, se = cli("onemodel-train", f"--gin_file={bad}", f"--output_dir={tmp_path}")
-  _one_line_error(rc, se, "BackbonConfig")
+  one_line_error(rc, se, "BackbonConfig")
 
 
 def test_missing_gin_file(tmp_path):
   rc, so, se = cli("onemodel-train", "--gin_file=gin/models/nope.gin",
                    f"--output_dir={tmp_path}")
-  _one_line_error(rc, se, "gin/models/nope.gin")
+  one_line_error(rc, se, "gin/models/nope.gin")
 
 
 def test_missing_data_directory(tmp_path):
   missing = tmp_path / "no_such_data"
   rc, so, se = cli("onemodel-prepare", "--problem=fsdd", f"--manual_dir={missing}",
                    f"--data_dir={tmp_path / 'prepared'}")
-  _one_line_error(rc, se, str(missing / "fsdd" / "recordings"))
+  one_line_error(rc, se, str(missing / "fsdd" / "recordings"))
 
 
 def test_missing_checkpoint(tmp_path, data_dir, manual_dir):
@@ -56,9 +46,9 @@ def test_missing_checkpoint(tmp_path, data_dir, manual_dir):
                                   "include 'models/tiny.gin'\n")
   rc, so, se = cli("onemodel-eval", f"--output_dir={out}", f"--data_dir={data_dir}",
                    f"--manual_dir={manual_dir}")
-  _one_line_error(rc, se, "no checkpoint", str(out))
+  one_line_error(rc, se, "no checkpoint", str(out))
   rc, so, se = cli("onemodel-eval", f"--output_dir={tmp_path / 'nope'}")
-  _one_line_error(rc, se, "nope")
+  one_line_error(rc, se, "nope")
 
 
 def test_output_dir_not_writable(tmp_path, data_dir, manual_dir):
@@ -67,9 +57,9 @@ def test_output_dir_not_writable(tmp_path, data_dir, manual_dir):
   rc, so, se = cli("onemodel-train", *tiny_gin("mnist", 2),
                    f"--output_dir={blocker / 'run'}", f"--data_dir={data_dir}",
                    f"--manual_dir={manual_dir}")
-  _one_line_error(rc, se, "not writable", str(blocker / "run"))
+  one_line_error(rc, se, "not writable", str(blocker / "run"))
 
 
 def test_unknown_problem_in_prepare(tmp_path):
   rc, so, se = cli("onemodel-prepare", "--problem=multi30k", f"--data_dir={tmp_path}")
-  _one_line_error(rc, se, "unknown problem 'multi30k'", "multi30k_en_de")
+  one_line_error(rc, se, "unknown problem 'multi30k'", "multi30k_en_de")

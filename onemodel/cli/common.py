@@ -31,7 +31,7 @@ def define_gin_flags():
 
 def import_configurables():
   """Registers every gin configurable before parsing, so typos are caught at parse."""
-  from onemodel import adapters, backbone, optim, trainer, vocab  # noqa: F401
+  from onemodel import adapters, backbone, mixtures, optim, trainer, vocab  # noqa: F401
 
 
 def _gin_search_paths(files):
@@ -86,6 +86,19 @@ def load_run():
   t = trainer.Trainer(out, FLAGS.data_dir, FLAGS.manual_dir)
   path = t.restore(FLAGS.checkpoint)
   return t, path
+
+
+def pick_problem(t, name: str):
+  """The run's problem named `name` (required for a joint run of several problems)."""
+  names = [p.name for p in t.problems]
+  if not name:
+    if len(names) > 1:
+      raise UserError(f"run {FLAGS.output_dir} trained {', '.join(names)}: pass --problem")
+    return t.problem
+  if name not in names:
+    raise UserError(f"--problem {name} is not in run {FLAGS.output_dir} "
+                    f"(it trained {', '.join(names)})")
+  return t.problems[names.index(name)]
 
 
 def load_plugins():

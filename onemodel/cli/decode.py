@@ -31,6 +31,7 @@ flags.DEFINE_string("decode_refs", "", "References, one a line, aligned with the
 flags.DEFINE_bool("interactive", False, "Read inputs (text, or file paths) from stdin.")
 flags.DEFINE_integer("num_samples", 0, "Language models: how many samples to draw.")
 flags.DEFINE_integer("batch_size", 32, "Inputs per decoding call.")
+flags.DEFINE_string("problem", "", "Which problem of a joint (mixture) run to decode.")
 
 
 def _read_inputs(problem):
@@ -89,30 +90,30 @@ def _interactive(servable, problem):
       print(f"error: {error_line(e.message) if hasattr(e, 'message') else e}")
 
 
-def _samples(t, n):
+def _samples(t, p, n):
   import tensorflow as tf
   from onemodel import decoding
-  p = t.problem
   cfg = decoding.DecodeConfig()
   if cfg.method != "sample":
     cfg = decoding.DecodeConfig(**{**cfg.__dict__, "method": "sample"})
   ids, _ = decoding.decode(t.model, p.name, {"targets": tf.zeros([n, p.targets.length],
                                                                   tf.int32)},
                            cfg.max_decode_length or p.targets.length, cfg)
-  return [t.vocab.decode(row) for row in ids.numpy()]
+  return [t.vocabs[p.name].decode(row) for row in ids.numpy()]
 
 
 def main(argv):
   del argv
   t, _ = common.load_run()
   from onemodel import decoding, export, metrics
-  p = t.problem
+  p = common.pick_problem(t, FLAGS.problem)
   if p.inputs is None:
     if FLAGS.num_samples < 1:
       raise UserError(f"problem {p.name} is a language model: pass --num_samples=N")
-    outputs = _samples(t, FLAGS.num_samples)
+    outputs = _samples(t, p, FLAGS.num_samples)
   else:
-    servable = export.Servable(t.model, [p], {p.name: t.vocab}, decoding.DecodeConfig())
+    servable = export.Servable(t.model, [p], {p.name: t.vocabs[p.name]},
+                               decoding.DecodeConfig())
     if FLAGS.interactive:
       return _interactive(servable, p)
     outputs = _decode_all(servable, p, _read_inputs(p))

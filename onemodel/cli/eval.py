@@ -32,7 +32,8 @@ def main(argv):
   # metrics file instead of overwriting the one of the same step.
   where = os.path.basename(os.path.dirname(os.path.abspath(path)))
   results = t.evaluate(FLAGS.split, step, writer, tag="" if where == "checkpoints" else where)
-  print(json.dumps({"problem": t.problem.name, "split": FLAGS.split, "step": step,
+  # A joint (mixture) run reports every problem: {"metrics": {problem: {...}}}.
+  print(json.dumps({"problem": t.name, "split": FLAGS.split, "step": step,
                     "checkpoint": path, "metrics": results}, sort_keys=True))
 
 

@@ -24,8 +24,8 @@ def main(argv):
   from onemodel import decoding, export
   step = int(t.step.numpy())
   out = FLAGS.export_dir or os.path.join(FLAGS.output_dir, "export", str(step))
-  servable = export.Servable(t.model, [t.problem], {t.problem.name: t.vocab},
-                             decoding.DecodeConfig())
+  # A joint (mixture) run exports one signature per problem from the same weights.
+  servable = export.Servable(t.model, t.problems, t.vocabs, decoding.DecodeConfig())
   export.export(servable, out)
   print(f"exported {path} to {out} (signatures: {', '.join(servable.functions)})")
 

@@ -21,6 +21,12 @@ def main(argv):
   from onemodel import registry
   for name in registry.PROBLEMS.names():
     print(describe(registry.get_problem(name)))
+  for name in registry.MIXTURES.names():
+    m = registry.MIXTURES.get(name)
+    rates = m.rates if isinstance(m.rates, str) else ", ".join(
+        f"{k}={v}" for k, v in m.rates.items())
+    print(f"{name:<20} mixture of {', '.join(m.problems)}; rates: {rates}"
+          + (f"; schedule: {list(m.schedule)}" if m.schedule else ""))
 
 
 def run():

@@ -1,0 +1,151 @@
+"""Mixtures: rates, schedules, one shared vocabulary, joint training and evaluation of
+problems of different modalities in one model."""
+
+import dataclasses
+import glob
+import json
+import os
+
+import gin
+import numpy as np
+import pytest
+
+from conftest import ROOT, cli, one_line_error, tiny_gin
+from onemodel import data as data_lib
+from onemodel import mixtures
+from onemodel import registry
+from onemodel import trainer as trainer_lib
+from onemodel.errors import UserError
+
+NAMES = ["a", "b", "c"]
+
+
+def _draws(sampler, start, n):
+  return np.bincount([sampler.problem_index(s) for s in range(start, start + n)],
+                     minlength=len(sampler.names)) / n
+
+
+def test_fixed_rates_are_drawn_in_proportion():
+  m = mixtures.Mixture("m", tuple(NAMES), rates={"a": 6, "b": 3, "c": 1})
+  freq = _draws(mixtures.Sampler(m, NAMES, [1, 1, 1]), 0, 20000)
+  np.testing.assert_allclose(freq, [0.6, 0.3, 0.1], atol=0.015)
+
+
+def test_proportional_rates_with_temperature():
+  sizes = [900, 90, 10]
+  np.testing.assert_allclose(mixtures.rate_vector("proportional", NAMES, sizes, 1.0),
+                             [0.9, 0.09, 0.01])
+  flat = mixtures.rate_vector("proportional", NAMES, sizes, 2.0)
+  np.testing.assert_allclose(flat, np.sqrt(sizes) / np.sqrt(sizes).sum())
+  freq = _draws(mixtures.Sampler(mixtures.Mixture("m", tuple(NAMES), "proportional", 2.0),
+                                 NAMES, sizes), 0, 20000)
+  np.testing.assert_allclose(freq, flat, atol=0.015)
+
+
+def test_schedule_switches_rates_at_the_named_step():
+  m = mixtures.Mixture("m", tuple(NAMES), rates={"a": 1.0},
+                       schedule=((300, "uniform"), (600, {"c": 1.0})))
+  s = mixtures.Sampler(m, NAMES, [1, 1, 1])
+  assert {s.problem_index(i) for i in range(300)} == {0}
+  np.testing.assert_allclose(_draws(s, 300, 300), [1 / 3] * 3, atol=0.08)
+  assert {s.problem_index(i) for i in range(600, 900)} == {2}
+  assert s.problem_index(299) == 0 and s.problem_index(600) == 2
+  # Draws are a function of (seed, step): a resumed run continues the same sequence.
+  assert s.runs(290, 20) == mixtures.Sampler(m, NAMES, [1, 1, 1]).runs(290, 20)
+
+
+def test_unknown_problem_in_mixture_names_it(problems):
+  with pytest.raises(UserError, match="mixture joint: unknown problem 'mnsit'; closest: mnist"):
+    mixtures.resolve(mixtures.Mixture("joint", ("mnsit", "fsdd")))
+  with pytest.raises(UserError, match="rates name cifar"):
+    mixtures.resolve(mixtures.Mixture("joint", ("mnist", "fsdd"), rates={"cifar": 1.0}))
+  with pytest.raises(UserError, match="schedule steps must increase"):
+    mixtures.resolve(mixtures.Mixture("joint", ("mnist", "fsdd"),
+                                      schedule=((10, "uniform"), (5, "uniform"))))
+
+
+def test_unknown_problem_in_gin_mixture_is_one_line_cli_error(tmp_path, data_dir, manual_dir):
+  rc, so, se = cli("onemodel-train", "--gin_file=gin/models/tiny.gin",
+                   "--gin_param=joint/Mixture.name='joint'",
+                   "--gin_param=joint/Mixture.problems=['mnist', 'fdsd']",
+                   "--gin_param=TrainConfig.problem=@joint/Mixture()",
+                   f"--output_dir={tmp_path}", f"--data_dir={data_dir}",
+                   f"--manual_dir={manual_dir}")
+  assert rc == 1
+  assert one_line_error(rc, se) == ("onemodel-train: error: mixture joint: unknown problem "
+                                    "'fdsd'; closest: fsdd")
+
+
+def test_mixture_names_share_the_problem_namespace(problems):
+  assert "multimodel" in registry.MIXTURES
+  with pytest.raises(ValueError, match="a problem of that name"):
+    mixtures.register(mixtures.Mixture("mnist", ("fsdd",)))
+  with pytest.raises(UserError, match="unknown problem 'multimodle'; closest: multimodel"):
+    mixtures.resolve("multimodle")
+
+
+def test_text_only_mixture_builds_one_shared_vocabulary(isolated_registry, problems,
+                                                        data_dir):
+  en_de = problems["multi30k_en_de"]
+  de_en = dataclasses.replace(en_de, name="multi30k_de_en_test",
+                              to_raw=lambda ex: {"inputs": ex["de"], "targets": ex["en"]})
+  registry.register_problem(de_en)
+  probs, _ = mixtures.resolve(mixtures.Mixture("text2", (en_de.name, de_en.name)))
+  vocabs, keys = data_lib.get_vocabs(probs, data_dir)
+  assert vocabs[en_de.name] is vocabs[de_en.name]
+  assert keys[en_de.name] == keys[de_en.name] == "shared_sentencepiece"
+  path = os.path.join(data_dir, "vocab", mixtures.shared_vocab_name(probs, "sentencepiece"))
+  assert os.listdir(path) == ["spm8000.model"]
+  v = vocabs[en_de.name]
+  for text in ("A man rides a bicycle.", "Ein Mann fährt Fahrrad."):
+    assert v.decode(v.encode_tf(text).numpy().tolist()) == text
+  # Alone, each problem keeps its own vocabulary.
+  alone, keys = data_lib.get_vocabs([en_de], data_dir)
+  assert alone[en_de.name] is not v and keys == {}
+
+
+def test_joint_run_draws_problems_as_the_sampler_says(problems, data_dir, manual_dir, tmp_path):
+  """Three modalities, one model: every problem's batches arrive as drawn."""
+  gin.parse_config_files_and_bindings([os.path.join(ROOT, "gin/models/tiny.gin")], [
+      "joint/Mixture.name = 'joint3'",
+      "joint/Mixture.problems = ['mnist', 'fsdd', 'multi30k_en_de']",
+      "joint/Mixture.rates = {'mnist': 2.0, 'fsdd': 1.0, 'multi30k_en_de': 1.0}",
+      "TrainConfig.problem = @joint/Mixture()", "TrainConfig.train_steps = 40",
+      "TrainConfig.batch_size = 4", "TrainConfig.steps_per_loop = 8",
+      "TrainConfig.log_every_steps = 20", "TrainConfig.final_eval_role = ''",
+      "TrainConfig.report_mfu = False"])
+  t = trainer_lib.Trainer(str(tmp_path), data_dir, manual_dir)
+  t.train()
+  expected = np.bincount([t.sampler.problem_index(s) for s in range(40)], minlength=3)
+  np.testing.assert_array_equal(t.problem_steps.numpy(), expected)
+  assert min(expected) > 0 and expected[0] > max(expected[1:])
+
+
+def test_joint_checkpoint_trains_resumes_and_evaluates_every_problem(data_dir, manual_dir,
+                                                                     tmp_path):
+  out = str(tmp_path / "joint")
+  dirs = [f"--output_dir={out}", f"--data_dir={data_dir}", f"--manual_dir={manual_dir}"]
+  rc, so, se = cli("onemodel-train", *tiny_gin("multimodel", 6), *dirs)
+  assert rc == 0, se[-3000:]
+  assert "steps mnist" in so and "fsdd" in so and "multi30k_en_de" in so
+  for p, metric in (("mnist", "accuracy"), ("fsdd", "wer"), ("multi30k_en_de", "bleu")):
+    assert f"eval {p} test @ step 6" in so
+    saved = json.load(open(os.path.join(out, f"metrics_test_{p}_step6.json")))
+    assert saved["mixture"] == "multimodel" and metric in saved["metrics"]
+  rc, so, se = cli("onemodel-train", *tiny_gin("multimodel", 8), *dirs)
+  assert rc == 0 and "resumed from" in so and "step 8/8" in so, se[-3000:]
+  rc, so, se = cli("onemodel-eval", *dirs, "--split=test")
+  assert rc == 0, se[-3000:]
+  report = json.loads(so.strip().splitlines()[-1])
+  assert report["problem"] == "multimodel" and report["step"] == 8
+  assert set(report["metrics"]) == {"mnist", "fsdd", "multi30k_en_de"}
+  assert "accuracy" in report["metrics"]["mnist"] and "wer" in report["metrics"]["fsdd"]
+  # One checkpoint serves each problem at decode time; which one must be said.
+  src = tmp_path / "src.txt"
+  src.write_text("A dog runs.\n")
+  rc, so, se = cli("onemodel-decode", *dirs, f"--decode_from_file={src}")
+  assert rc == 1 and "pass --problem" in se
+  rc, so, se = cli("onemodel-decode", *dirs, f"--decode_from_file={src}",
+                   "--problem=multi30k_en_de")
+  assert rc == 0 and len(so.strip().splitlines()) == 1, se[-3000:]
+  assert glob.glob(os.path.join(out, "train", "events.out.tfevents.*"))
