@@ -87,6 +87,14 @@ def sinusoidal_positions(length, dim):
   return tf.concat([tf.sin(angles), tf.cos(angles)], axis=-1)
 
 
+def position_embedding(length, dim, positions=None, dtype=tf.float32):
+  """Sinusoidal positions to add to [B, L, D] activations: [1, L, D] for 0..L-1, or
+  [B, L, D] for given positions [B, L] (packed rows restart at 0 per example)."""
+  table = sinusoidal_positions(length, dim)
+  pos = table[tf.newaxis] if positions is None else tf.gather(table, positions)
+  return tf.cast(pos, dtype)
+
+
 class TokenEmbedding(keras.layers.Layer):
   """Token embedding whose transpose is the output softmax (tied weights, as T2T's
   shared_embedding_and_softmax_weights). Shared by every feature using one vocabulary."""
@@ -118,9 +126,12 @@ class TokenInput(keras.layers.Layer):
     self.embedding = embedding
 
   def call(self, feats, training=False):
+    """feats: {'': ids [B, L]} and, for packed rows, 'positions' [B, L] (each example's
+    own 0, 1, ..; see data.pack_examples) -> (x [B, L, D], mask [B, L])."""
     ids = feats[""]
     x = self.embedding(ids)
-    x += sinusoidal_positions(tf.shape(ids)[1], self.embedding.model_dim)[tf.newaxis]
+    x += position_embedding(tf.shape(ids)[1], self.embedding.model_dim,
+                            feats.get("positions"), x.dtype)
     return x, tf.cast(ids != vocab_lib.PAD_ID, x.dtype)
 
   def output_length(self, feats):
