@@ -63,10 +63,13 @@ class Attention(keras.layers.Layer):
     """Queries from x [B, Lq, D] over given keys/values [B, H, Lk, K] -> [B, Lq, D]."""
     q = self._split(self.query(x)) * (1.0 / math.sqrt(self.head_dim))
     logits = tf.einsum("bhqk,bhsk->bhqs", q, k)  # [B, H, Lq, Lk]
+    # Mask and softmax in float32 (a no-op cast unless under mixed precision).
+    logits = tf.cast(logits, tf.float32)
     # Masked positions get a large negative logit (not -inf: a fully masked row stays
     # finite instead of turning into NaN).
-    logits += (1.0 - tf.cast(mask, logits.dtype)) * -1e9
-    weights = self.dropout(tf.nn.softmax(logits, axis=-1), training=training)
+    logits += (1.0 - tf.cast(mask, tf.float32)) * -1e9
+    weights = tf.cast(tf.nn.softmax(logits, axis=-1), v.dtype)
+    weights = self.dropout(weights, training=training)
     y = tf.einsum("bhqs,bhsk->bhqk", weights, v)  # [B, H, Lq, K]
     b, lq = tf.shape(y)[0], tf.shape(y)[2]
     # [B, H, Lq, K] -> [B, Lq, H, K] -> [B, Lq, D]
@@ -192,8 +195,10 @@ class Backbone(keras.layers.Layer):
       y = layer(y, causal, encoder_out, context_mask, training=training)
     return self.decoder_norm(y)
 
-  def init_cache(self, batch_size, max_length, dtype=tf.float32):
-    """Zeroed self-attention caches, one per decoder layer: [B, H, T, K] each."""
+  def init_cache(self, batch_size, max_length, dtype=None):
+    """Zeroed self-attention caches, one per decoder layer: [B, H, T, K] each, in the
+    compute dtype (bfloat16 under mixed precision) unless `dtype` is given."""
+    dtype = dtype or self.compute_dtype
     h = self.cfg.num_heads
     k = self.cfg.model_dim // h
     return [{"k": tf.zeros([batch_size, h, max_length, k], dtype),

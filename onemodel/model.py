@@ -36,7 +36,7 @@ class OneModel(keras.Model):
     self.task_index = {p.name: i for i, p in enumerate(problems)}
     self.task_embedding = self.add_weight(
         name="task_embedding", shape=(len(problems), d),
-        initializer=keras.initializers.RandomNormal(stddev=1.0))
+        initializer=keras.initializers.RandomNormal(stddev=1.0), autocast=False)
     vocab_keys = dict(vocab_keys or {})
     self.embeddings: Dict[str, base.TokenEmbedding] = {}
     self.input_adapters: Dict[str, keras.layers.Layer] = {}
@@ -111,10 +111,11 @@ class OneModel(keras.Model):
     b = tf.shape(prev_ids)[0]
     task = tf.gather(self.task_embedding, self.task_index[problem])
     task = tf.tile(task[tf.newaxis, tf.newaxis, :], [b, 1, 1])               # [B, 1, D]
-    y = tf.where(tf.equal(index, 0), task, emb(prev_ids[:, tf.newaxis]))     # [B, 1, D]
+    prev = emb(prev_ids[:, tf.newaxis])                                      # [B, 1, D]
+    y = tf.where(tf.equal(index, 0), tf.cast(task, prev.dtype), prev)
     max_len = caches[0]["k"].shape[2]
     pos = base.sinusoidal_positions(max_len, self.cfg.model_dim)
-    y += tf.gather(pos, index)[tf.newaxis, tf.newaxis, :]
+    y += tf.cast(tf.gather(pos, index), y.dtype)[tf.newaxis, tf.newaxis, :]
     h, caches = self.backbone.decode_step(y, caches, index, cross_kvs, encoder_mask)
     return emb.logits(h)[:, 0], caches
 

@@ -105,17 +105,22 @@ class TokenEmbedding(keras.layers.Layer):
     self.model_dim = model_dim
 
   def build(self, input_shape=None):
+    # Not autocast: under mixed precision `logits` reads the float32 table itself.
     self.embeddings = self.add_weight(
         name="embeddings", shape=(self.vocab_size, self.model_dim),
-        initializer=keras.initializers.RandomNormal(stddev=self.model_dim ** -0.5))
+        initializer=keras.initializers.RandomNormal(stddev=self.model_dim ** -0.5),
+        autocast=False)
 
   def call(self, ids):
     # [B, L] -> [B, L, D]; scaled by sqrt(D) so it matches the positions' scale.
-    return tf.gather(self.embeddings, ids) * math.sqrt(self.model_dim)
+    x = tf.gather(self.embeddings, ids) * math.sqrt(self.model_dim)
+    return tf.cast(x, self.compute_dtype)
 
   def logits(self, h):
-    # [B, T, D] x [V, D] -> [B, T, V]
-    return tf.einsum("btd,vd->btv", h, self.embeddings)
+    """[B, T, D] x [V, D] -> [B, T, V] float32 logits (float32 matmul also under
+    mixed precision: the loss and decoding read them)."""
+    return tf.einsum("btd,vd->btv", tf.cast(h, tf.float32),
+                     tf.convert_to_tensor(self.embeddings))
 
 
 class TokenInput(keras.layers.Layer):
