@@ -28,6 +28,12 @@ class BackboneConfig:
   attention_dropout_rate: float = 0.0
 
 
+def segment_mask(query_segments, key_segments, dtype=tf.float32):
+  """[B, Lq], [B, Lk] segment ids -> [B, 1, Lq, Lk]: 1 where both are the same segment."""
+  same = tf.equal(query_segments[:, :, tf.newaxis], key_segments[:, tf.newaxis, :])
+  return tf.cast(same, dtype)[:, tf.newaxis]
+
+
 class Attention(keras.layers.Layer):
   """Multi-head dot-product attention; `mask` is broadcastable to [B, H, Lq, Lk]."""
 
@@ -57,10 +63,13 @@ class Attention(keras.layers.Layer):
     """Queries from x [B, Lq, D] over given keys/values [B, H, Lk, K] -> [B, Lq, D]."""
     q = self._split(self.query(x)) * (1.0 / math.sqrt(self.head_dim))
     logits = tf.einsum("bhqk,bhsk->bhqs", q, k)  # [B, H, Lq, Lk]
+    # Mask and softmax in float32 (a no-op cast unless under mixed precision).
+    logits = tf.cast(logits, tf.float32)
     # Masked positions get a large negative logit (not -inf: a fully masked row stays
     # finite instead of turning into NaN).
-    logits += (1.0 - tf.cast(mask, logits.dtype)) * -1e9
-    weights = self.dropout(tf.nn.softmax(logits, axis=-1), training=training)
+    logits += (1.0 - tf.cast(mask, tf.float32)) * -1e9
+    weights = tf.cast(tf.nn.softmax(logits, axis=-1), v.dtype)
+    weights = self.dropout(weights, training=training)
     y = tf.einsum("bhqs,bhsk->bhqk", weights, v)  # [B, H, Lq, K]
     b, lq = tf.shape(y)[0], tf.shape(y)[2]
     # [B, H, Lq, K] -> [B, Lq, H, K] -> [B, Lq, D]
@@ -148,28 +157,48 @@ class Backbone(keras.layers.Layer):
     self.dropout = keras.layers.Dropout(cfg.dropout_rate)
     self.built = True
 
-  def encode(self, x, mask, training=False):
-    """x: [B, S, D], mask: [B, S] (1 = real) -> [B, S, D]."""
+  def encode(self, x, mask, training=False, segment_ids=None):
+    """x: [B, S, D], mask: [B, S] (1 = real) -> [B, S, D].
+
+    segment_ids: optional [B, S] ints of packed rows (see data.pack_examples): a
+    position then attends only to the positions of its own segment."""
     attn_mask = mask[:, tf.newaxis, tf.newaxis, :]  # [B, 1, 1, S]
+    if segment_ids is not None:
+      attn_mask *= segment_mask(segment_ids, segment_ids, attn_mask.dtype)
     x = self.dropout(x, training=training)
     for layer in self.encoder_layers:
       x = layer(x, attn_mask, training=training)
     return self.encoder_norm(x)
 
-  def decode(self, y, encoder_out=None, encoder_mask=None, training=False):
-    """y: [B, T, D] (already shifted right) -> [B, T, D]; causal self-attention."""
+  def decode(self, y, encoder_out=None, encoder_mask=None, training=False,
+             segment_ids=None, encoder_segment_ids=None):
+    """y: [B, T, D] (already shifted right) -> [B, T, D]; causal self-attention.
+
+    segment_ids [B, T] / encoder_segment_ids [B, S]: optional, for packed rows; the
+    self-attention is then causal within each segment and the cross-attention sees only
+    the encoder positions of the same segment."""
     t = tf.shape(y)[1]
     causal = tf.linalg.band_part(tf.ones([t, t], y.dtype), -1, 0)[tf.newaxis, tf.newaxis]
+    if segment_ids is not None:
+      causal *= segment_mask(segment_ids, segment_ids, y.dtype)     # [B, 1, T, T]
     context_mask = None
     if encoder_out is not None:
       context_mask = encoder_mask[:, tf.newaxis, tf.newaxis, :]  # [B, 1, 1, S]
+      if segment_ids is not None or encoder_segment_ids is not None:
+        if segment_ids is None or encoder_segment_ids is None:
+          raise ValueError("packed decoding needs both segment_ids and "
+                           "encoder_segment_ids")
+        context_mask *= segment_mask(segment_ids, encoder_segment_ids,
+                                     context_mask.dtype)           # [B, 1, T, S]
     y = self.dropout(y, training=training)
     for layer in self.decoder_layers:
       y = layer(y, causal, encoder_out, context_mask, training=training)
     return self.decoder_norm(y)
 
-  def init_cache(self, batch_size, max_length, dtype=tf.float32):
-    """Zeroed self-attention caches, one per decoder layer: [B, H, T, K] each."""
+  def init_cache(self, batch_size, max_length, dtype=None):
+    """Zeroed self-attention caches, one per decoder layer: [B, H, T, K] each, in the
+    compute dtype (bfloat16 under mixed precision) unless `dtype` is given."""
+    dtype = dtype or self.compute_dtype
     h = self.cfg.num_heads
     k = self.cfg.model_dim // h
     return [{"k": tf.zeros([batch_size, h, max_length, k], dtype),

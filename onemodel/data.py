@@ -207,14 +207,126 @@ def bucket_by_length(ds, problem, boundaries, batch_tokens: int):
                                 tf.constant(sizes, tf.int64), k))
 
 
+def _real_length(x):
+  """Tokens before the trailing padding of a 1-D id sequence (PAD = 0)."""
+  idx = tf.range(1, tf.shape(x)[0] + 1)
+  return tf.reduce_max(tf.concat([[0], tf.where(x != 0, idx, 0)], axis=0))
+
+
+def pack_examples(ds: tf.data.Dataset, lengths: Dict[str, int]) -> tf.data.Dataset:
+  """Greedily packs consecutive examples into rows of fixed length (as seqio's packing).
+
+  ds: unbatched examples whose features `lengths` names (e.g. {'inputs': 32,
+    'targets': 32}) are 1-D int32 ids, padded with 0 after their real tokens. Other
+    features are not allowed (they could not be packed).
+  Returns unbatched rows with, for each key k: `k` [L_k] the concatenated tokens,
+  `k_segment_ids` [L_k] (1, 2, 3, .. per example, 0 on padding) and `k_positions`
+  [L_k] (0, 1, 2, .. restarting at every example, 0 on padding). Example j of a row has
+  segment id j+1 in every key, so inputs and targets stay paired.
+
+  Next-fit greedy, in order: an example goes into the current row if every one of its
+  features fits, else the row is emitted and a new one starts with it. Examples without
+  any token are dropped. Shapes are static ([L_k]); a finite dataset's last row is
+  flushed at its end. Implemented with `Dataset.scan` (no Python generator)."""
+  keys = sorted(lengths)
+  spec = ds.element_spec
+  if sorted(spec) != keys:
+    raise ValueError(f"pack_examples: features {sorted(spec)} are not exactly the "
+                     f"packed keys {keys}")
+  for k in keys:
+    if spec[k].shape.as_list() != [lengths[k]] or not spec[k].dtype.is_integer:
+      raise ValueError(f"pack_examples: feature {k!r} must be 1-D integer ids of length "
+                       f"{lengths[k]}, not {spec[k].dtype.name} {spec[k].shape}")
+
+  def empty():
+    state = {"count": tf.constant(0, tf.int32)}
+    for k in keys:
+      state[k] = tf.zeros([lengths[k]], spec[k].dtype)
+      state[k + "_segment_ids"] = tf.zeros([lengths[k]], tf.int32)
+      state[k + "_positions"] = tf.zeros([lengths[k]], tf.int32)
+      state[k + "_fill"] = tf.constant(0, tf.int32)
+    return state
+
+  def row(state):
+    return {k: v for k, v in state.items() if k != "count" and not k.endswith("_fill")}
+
+  def append(state, ex, n):
+    """`state` with example `ex` (real lengths n[k]) written after its tokens."""
+    out = {"count": state["count"] + 1}
+    seg = state["count"] + 1
+    for k in keys:
+      fill, real = state[k + "_fill"], tf.range(lengths[k]) < n[k]
+      # Rolling by `fill` only wraps padding around: n[k] <= lengths[k] - fill.
+      out[k] = state[k] + tf.roll(ex[k], fill, 0)
+      out[k + "_segment_ids"] = state[k + "_segment_ids"] + tf.roll(
+          tf.where(real, seg, 0), fill, 0)
+      out[k + "_positions"] = state[k + "_positions"] + tf.roll(
+          tf.where(real, tf.range(lengths[k]), 0), fill, 0)
+      out[k + "_fill"] = fill + n[k]
+    return out
+
+  def select(cond, a, b):
+    return {k: tf.where(cond, a[k], b[k]) for k in a}
+
+  def step(state, elem):
+    ex, end = elem
+    n = {k: _real_length(ex[k]) for k in keys}
+    fits = tf.reduce_all([state[k + "_fill"] + n[k] <= lengths[k] for k in keys])
+    no_tokens = tf.reduce_all([n[k] == 0 for k in keys])
+    nonempty = state["count"] > 0
+    emit = tf.where(end, nonempty, ~fits & ~no_tokens)
+    start = select(fits, state, empty())        # a full row starts over
+    new = select(no_tokens | end, select(end, empty(), state), append(start, ex, n))
+    return new, (emit, row(state))
+
+  def not_end(ex):
+    return ex, tf.constant(False)
+
+  def emitted(emit, unused_row):
+    return emit
+
+  def drop_flag(unused_emit, packed):
+    return packed
+
+  end_marker = ({k: tf.zeros([lengths[k]], spec[k].dtype) for k in keys}, tf.constant(True))
+  ds = ds.map(not_end).concatenate(tf.data.Dataset.from_tensors(end_marker))
+  return ds.scan(empty(), step).filter(emitted).map(drop_flag)
+
+
+def pack_lengths(problem) -> Dict[str, int]:
+  """The keys and row lengths `pack_examples` uses for `problem` (text tokens only), or a
+  ValueError naming why the problem cannot be packed."""
+  feats = problem.features()
+  bad = [f"{role} ({spec.modality})" for role, spec in feats if spec.modality != "text"]
+  if bad:
+    raise ValueError(f"problem {problem.name}: packing needs text-token features only, "
+                     f"not {', '.join(bad)}")
+  return {role: spec.length for role, spec in feats}
+
+
 def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
             vocab=None, seed: Optional[int] = None, keep_raw: bool = False,
             shuffle_buffer: int = 4096, batch_tokens: int = 0, deterministic: bool = False,
-            bucket_boundaries=(8, 12, 16, 20, 24, 32, 48)) -> tf.data.Dataset:
+            bucket_boundaries=(8, 12, 16, 20, 24, 32, 48),
+            pack: bool = False) -> tf.data.Dataset:
   """Batched features. Training: repeated, shuffled, static shapes (drop_remainder).
 
   With `batch_tokens` (training only, text features): length-bucketed batches of about
-  that many tokens instead of `batch_size` examples."""
+  that many tokens instead of `batch_size` examples.
+  With `pack` (training only, text-token features only): `batch_size` rows, each
+  several examples packed to the problem's spec lengths, with `*_segment_ids` and
+  `*_positions` features (see `pack_examples`); the model keeps attention within
+  examples."""
+  if pack:
+    if not training:
+      raise ValueError("pack=True is for training only (evaluation decodes examples "
+                       "one per row)")
+    if batch_tokens:
+      raise ValueError("pack=True and batch_tokens are exclusive: packed rows already "
+                       "have a fixed number of tokens (use batch_size)")
+    if keep_raw:
+      raise ValueError("pack=True cannot keep raw targets (keep_raw=True)")
+    lengths = pack_lengths(problem)
   ds = raw_split(problem, role, data_dir, shuffle_files=training)
   if training:
     ds = ds.repeat().shuffle(shuffle_buffer, seed=seed)
@@ -231,7 +343,10 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
 
   ds = ds.map(featurize, num_parallel_calls=AUTOTUNE,
               deterministic=deterministic or not training)
-  if training and batch_tokens and _token_keys(problem):
+  if pack:
+    ds = pack_examples(ds, lengths)
+    ds = ds.batch(batch_size, drop_remainder=True)
+  elif training and batch_tokens and _token_keys(problem):
     ds = bucket_by_length(ds, problem, bucket_boundaries, batch_tokens)
   else:
     ds = ds.batch(batch_size, drop_remainder=training)

@@ -36,7 +36,7 @@ class OneModel(keras.Model):
     self.task_index = {p.name: i for i, p in enumerate(problems)}
     self.task_embedding = self.add_weight(
         name="task_embedding", shape=(len(problems), d),
-        initializer=keras.initializers.RandomNormal(stddev=1.0))
+        initializer=keras.initializers.RandomNormal(stddev=1.0), autocast=False)
     vocab_keys = dict(vocab_keys or {})
     self.embeddings: Dict[str, base.TokenEmbedding] = {}
     self.input_adapters: Dict[str, keras.layers.Layer] = {}
@@ -68,7 +68,8 @@ class OneModel(keras.Model):
     feats = {k[len("inputs"):].lstrip("_"): v for k, v in batch.items()
              if k.startswith("inputs")}
     x, mask = self.input_adapters[problem](feats, training=training)
-    return self.backbone.encode(x, mask, training=training), mask
+    return self.backbone.encode(x, mask, training=training,
+                                segment_ids=feats.get("segment_ids")), mask
 
   def encoded_length(self, problem: str, batch):
     """Encoder positions for this batch (0 for language models), for FLOP counts."""
@@ -78,16 +79,29 @@ class OneModel(keras.Model):
              if k.startswith("inputs")}
     return self.input_adapters[problem].output_length(feats)
 
-  def decode(self, problem: str, targets, encoder_out, encoder_mask, training=False):
-    """Teacher-forced logits: targets [B, T] ids -> [B, T, V]."""
+  def decode(self, problem: str, targets, encoder_out, encoder_mask, training=False,
+             segment_ids=None, positions=None, encoder_segment_ids=None):
+    """Teacher-forced logits: targets [B, T] ids -> [B, T, V].
+
+    Packed rows (data.pack_examples) pass targets' `segment_ids` and `positions` [B, T]
+    and the inputs' `encoder_segment_ids` [B, S]: every example then starts from the
+    task token, at its own position 0, and attends only to itself."""
     emb = self.target_embedding(problem)
     b = tf.shape(targets)[0]
     task = tf.gather(self.task_embedding, self.task_index[problem])          # [D]
     task = tf.tile(task[tf.newaxis, tf.newaxis, :], [b, 1, 1])               # [B, 1, D]
+    prev = emb(targets[:, :-1])
+    task = tf.cast(task, prev.dtype)
     # Shift right: position t sees the task token and targets[:, :t].
-    y = tf.concat([task, emb(targets[:, :-1])], axis=1)                      # [B, T, D]
-    y += base.sinusoidal_positions(tf.shape(targets)[1], self.cfg.model_dim)[tf.newaxis]
-    h = self.backbone.decode(y, encoder_out, encoder_mask, training=training)
+    y = tf.concat([task, prev], axis=1)                                      # [B, T, D]
+    if positions is not None:
+      # ... and in a packed row, each example's first position sees the task token.
+      y = tf.where(tf.equal(positions, 0)[:, :, tf.newaxis], task, y)
+    y += base.position_embedding(tf.shape(targets)[1], self.cfg.model_dim, positions,
+                                 y.dtype)
+    h = self.backbone.decode(y, encoder_out, encoder_mask, training=training,
+                             segment_ids=segment_ids,
+                             encoder_segment_ids=encoder_segment_ids)
     return emb.logits(h)
 
   def decode_step(self, problem: str, prev_ids, index, caches, cross_kvs, encoder_mask):
@@ -97,16 +111,20 @@ class OneModel(keras.Model):
     b = tf.shape(prev_ids)[0]
     task = tf.gather(self.task_embedding, self.task_index[problem])
     task = tf.tile(task[tf.newaxis, tf.newaxis, :], [b, 1, 1])               # [B, 1, D]
-    y = tf.where(tf.equal(index, 0), task, emb(prev_ids[:, tf.newaxis]))     # [B, 1, D]
+    prev = emb(prev_ids[:, tf.newaxis])                                      # [B, 1, D]
+    y = tf.where(tf.equal(index, 0), tf.cast(task, prev.dtype), prev)
     max_len = caches[0]["k"].shape[2]
     pos = base.sinusoidal_positions(max_len, self.cfg.model_dim)
-    y += tf.gather(pos, index)[tf.newaxis, tf.newaxis, :]
+    y += tf.cast(tf.gather(pos, index), y.dtype)[tf.newaxis, tf.newaxis, :]
     h, caches = self.backbone.decode_step(y, caches, index, cross_kvs, encoder_mask)
     return emb.logits(h)[:, 0], caches
 
   def call(self, batch, problem: str, training=False):
     enc, mask = self.encode(problem, batch, training=training)
-    return self.decode(problem, batch["targets"], enc, mask, training=training)
+    return self.decode(problem, batch["targets"], enc, mask, training=training,
+                       segment_ids=batch.get("targets_segment_ids"),
+                       positions=batch.get("targets_positions"),
+                       encoder_segment_ids=batch.get("inputs_segment_ids"))
 
 
 def token_loss(logits, targets, label_smoothing=0.0):

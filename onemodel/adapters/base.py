@@ -87,6 +87,14 @@ def sinusoidal_positions(length, dim):
   return tf.concat([tf.sin(angles), tf.cos(angles)], axis=-1)
 
 
+def position_embedding(length, dim, positions=None, dtype=tf.float32):
+  """Sinusoidal positions to add to [B, L, D] activations: [1, L, D] for 0..L-1, or
+  [B, L, D] for given positions [B, L] (packed rows restart at 0 per example)."""
+  table = sinusoidal_positions(length, dim)
+  pos = table[tf.newaxis] if positions is None else tf.gather(table, positions)
+  return tf.cast(pos, dtype)
+
+
 class TokenEmbedding(keras.layers.Layer):
   """Token embedding whose transpose is the output softmax (tied weights, as T2T's
   shared_embedding_and_softmax_weights). Shared by every feature using one vocabulary."""
@@ -97,17 +105,22 @@ class TokenEmbedding(keras.layers.Layer):
     self.model_dim = model_dim
 
   def build(self, input_shape=None):
+    # Not autocast: under mixed precision `logits` reads the float32 table itself.
     self.embeddings = self.add_weight(
         name="embeddings", shape=(self.vocab_size, self.model_dim),
-        initializer=keras.initializers.RandomNormal(stddev=self.model_dim ** -0.5))
+        initializer=keras.initializers.RandomNormal(stddev=self.model_dim ** -0.5),
+        autocast=False)
 
   def call(self, ids):
     # [B, L] -> [B, L, D]; scaled by sqrt(D) so it matches the positions' scale.
-    return tf.gather(self.embeddings, ids) * math.sqrt(self.model_dim)
+    x = tf.gather(self.embeddings, ids) * math.sqrt(self.model_dim)
+    return tf.cast(x, self.compute_dtype)
 
   def logits(self, h):
-    # [B, T, D] x [V, D] -> [B, T, V]
-    return tf.einsum("btd,vd->btv", h, self.embeddings)
+    """[B, T, D] x [V, D] -> [B, T, V] float32 logits (float32 matmul also under
+    mixed precision: the loss and decoding read them)."""
+    return tf.einsum("btd,vd->btv", tf.cast(h, tf.float32),
+                     tf.convert_to_tensor(self.embeddings))
 
 
 class TokenInput(keras.layers.Layer):
@@ -118,9 +131,12 @@ class TokenInput(keras.layers.Layer):
     self.embedding = embedding
 
   def call(self, feats, training=False):
+    """feats: {'': ids [B, L]} and, for packed rows, 'positions' [B, L] (each example's
+    own 0, 1, ..; see data.pack_examples) -> (x [B, L, D], mask [B, L])."""
     ids = feats[""]
     x = self.embedding(ids)
-    x += sinusoidal_positions(tf.shape(ids)[1], self.embedding.model_dim)[tf.newaxis]
+    x += position_embedding(tf.shape(ids)[1], self.embedding.model_dim,
+                            feats.get("positions"), x.dtype)
     return x, tf.cast(ids != vocab_lib.PAD_ID, x.dtype)
 
   def output_length(self, feats):

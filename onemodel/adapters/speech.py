@@ -65,7 +65,8 @@ class Subsampler(keras.layers.Layer):
     x = self.conv2(self.conv1(x))                       # [B, F/4, M/4, C]
     b, f = tf.shape(x)[0], tf.shape(x)[1]
     x = tf.reshape(x, [b, f, x.shape[2] * x.shape[3]])  # [B, F/4, M/4*C]
-    x = self.proj(x) + base.sinusoidal_positions(f, self.model_dim)[tf.newaxis]
+    x = self.proj(x)
+    x += base.position_embedding(f, self.model_dim, dtype=x.dtype)
     valid = -(-feats["length"] // 4)                    # frames left after 2 stride-2 convs
     return x, tf.sequence_mask(valid, f, dtype=x.dtype)
 
