@@ -14,6 +14,8 @@ import gin
 import keras
 import tensorflow as tf
 
+from onemodel import moe as moe_lib
+
 
 @gin.configurable
 @dataclasses.dataclass
@@ -26,6 +28,17 @@ class BackboneConfig:
   num_decoder_layers: int = 2
   dropout_rate: float = 0.1
   attention_dropout_rate: float = 0.0
+  # Feed-forward sublayer: 'dense' (FeedForward) or 'moe' (moe.MoEFeedForward; the
+  # trainer adds moe.collect_aux(model)['loss'] to the loss, see onemodel/moe.py).
+  ffn: str = "dense"
+  num_experts: int = 8
+  expert_top_k: int = 1             # 1: Switch routing, 2: GShard top-2
+  capacity_factor: float = 1.25     # <= 0: no capacity limit (no token dropped)
+  moe_aux_weight: float = 0.01      # weight of the load-balancing loss per MoE layer
+
+  def __post_init__(self):
+    if self.ffn not in ("dense", "moe"):
+      raise ValueError(f"BackboneConfig.ffn={self.ffn!r}: use 'dense' or 'moe'")
 
 
 def segment_mask(query_segments, key_segments, dtype=tf.float32):
@@ -108,7 +121,8 @@ class Block(keras.layers.Layer):
       self.cross_attn = Attention(d, cfg.num_heads, cfg.attention_dropout_rate,
                                   name="cross_attn")
     self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="ffn_norm")
-    self.ffn = FeedForward(d, cfg.ffn_dim, cfg.dropout_rate, name="ffn")
+    self.ffn = moe_lib.from_config(cfg, name="ffn") if cfg.ffn == "moe" else \
+        FeedForward(d, cfg.ffn_dim, cfg.dropout_rate, name="ffn")
     self.dropout = keras.layers.Dropout(cfg.dropout_rate)
     # Sublayers build on first call (a language model never calls cross-attention).
     self.built = True

@@ -1,4 +1,22 @@
-"""Keras optimizers with warmup + decay schedules, configured by gin."""
+"""Keras optimizers with warmup + decay schedules, configured by gin.
+
+Large-batch training (issue #6):
+- optimizers 'lamb' (keras.optimizers.Lamb, You et al. 2019, arXiv:1904.00962),
+  'lars' (`Lars` below, You et al. 2017, arXiv:1708.03888) and 'adafactor'
+  (keras.optimizers.Adafactor, Shazeer & Stern 2018), next to 'adamw', 'adam', 'sgd';
+- the learning-rate scaling rule (`scaled_learning_rate`): `learning_rate` is then the
+  *base* rate tuned at `reference_batch` examples and is scaled to the effective batch
+  (per-step batch x gradient-accumulation steps), linearly (Goyal et al. 2017,
+  arXiv:1706.02677) or by the square root (Krizhevsky 2014; Hoffer et al. 2017);
+- gradual warmup (Goyal et al. 2017): `warmup_start='base'` ramps from the unscaled base
+  rate to the scaled peak instead of from 0.
+
+Example (gin): a rate of 1e-3 tuned at batch 256, run at 32 x 8 accumulation steps:
+  learning_rate_schedule.learning_rate = 1e-3
+  learning_rate_schedule.scale_rule = 'linear'
+  learning_rate_schedule.reference_batch = 256
+and the trainer passes `effective_batch=32 * 8` to `optimizer(...)`.
+"""
 
 import math
 
@@ -13,43 +31,157 @@ from onemodel.errors import UserError
 class WarmupRsqrt(keras.optimizers.schedules.LearningRateSchedule):
   """Linear warmup, then decay with 1/sqrt(step) (Vaswani et al. 2017, eq. 3 shape)."""
 
-  def __init__(self, peak, warmup_steps):
+  def __init__(self, peak, warmup_steps, start=0.0):
     self.peak, self.warmup_steps = peak, max(int(warmup_steps), 1)
+    self.start = start  # rate at step 0 (gradual warmup from the base rate; 0: from 0)
 
   def __call__(self, step):
     step = tf.cast(step, tf.float32) + 1.0
     w = float(self.warmup_steps)
-    return self.peak * tf.minimum(step / w, tf.math.rsqrt(step / w))
+    ramp = self.start + (self.peak - self.start) * tf.minimum(step / w, 1.0)
+    return tf.where(step < w, ramp, self.peak * tf.math.rsqrt(step / w))
 
   def get_config(self):
-    return {"peak": self.peak, "warmup_steps": self.warmup_steps}
+    return {"peak": self.peak, "warmup_steps": self.warmup_steps, "start": self.start}
+
+
+SCALE_RULES = ("none", "linear", "sqrt")
+
+
+def scaled_learning_rate(base_lr: float, effective_batch: int, reference_batch: int,
+                         rule: str = "linear") -> float:
+  """The learning rate for `effective_batch` examples per update, given `base_lr` tuned
+  at `reference_batch` examples per update.
+
+  rule 'linear': base_lr x effective/reference (Goyal et al. 2017: SGD/momentum);
+  'sqrt': base_lr x sqrt(effective/reference) (keeps the update's noise variance; often
+  used with Adam/LAMB); 'none': base_lr. The effective batch is what one optimizer update
+  averages over: per-step global batch x gradient-accumulation steps."""
+  if rule not in SCALE_RULES:
+    raise UserError(f"learning-rate scale rule {rule!r}: use one of {SCALE_RULES}")
+  if rule == "none":
+    return float(base_lr)
+  if not effective_batch or effective_batch <= 0 or not reference_batch \
+      or reference_batch <= 0:
+    raise UserError(f"learning-rate scale rule {rule!r} needs a positive effective batch "
+                    f"and reference batch (got {effective_batch} and {reference_batch}): "
+                    "set learning_rate_schedule.reference_batch")
+  ratio = float(effective_batch) / float(reference_batch)
+  return float(base_lr) * (ratio if rule == "linear" else math.sqrt(ratio))
 
 
 @gin.configurable
 def learning_rate_schedule(total_steps: int, learning_rate: float = 1e-3,
                            warmup_steps: int = 500, decay: str = "cosine",
-                           final_fraction: float = 0.05):
-  """decay: 'cosine' (to final_fraction x peak at total_steps), 'rsqrt' or 'constant'."""
+                           final_fraction: float = 0.05, scale_rule: str = "none",
+                           reference_batch: int = 0, effective_batch: int = 0,
+                           warmup_start: str = "zero"):
+  """decay: 'cosine' (to final_fraction x peak at total_steps), 'rsqrt' or 'constant'.
+
+  scale_rule 'linear'/'sqrt': `learning_rate` is the base rate at `reference_batch`
+  examples per update; the peak is `scaled_learning_rate(learning_rate, effective_batch,
+  reference_batch, scale_rule)`, where `effective_batch` (batch x accumulation steps) is
+  passed by the trainer. 'none' (default): `learning_rate` is the peak.
+  warmup_start: 'zero' (default) ramps linearly from 0 to the peak over `warmup_steps`;
+  'base' ramps from the unscaled `learning_rate` (Goyal et al.'s gradual warmup)."""
+  peak = scaled_learning_rate(learning_rate, effective_batch, reference_batch, scale_rule)
+  if warmup_start not in ("zero", "base"):
+    raise UserError(f"gin binding learning_rate_schedule.warmup_start={warmup_start!r}: "
+                    "use 'zero' or 'base'")
+  start = float(learning_rate) if warmup_start == "base" else 0.0
   warmup_steps = min(warmup_steps, max(total_steps - 1, 1))
   if decay == "rsqrt":
-    return WarmupRsqrt(learning_rate, warmup_steps)
+    return WarmupRsqrt(peak, warmup_steps, start)
   if decay in ("cosine", "constant"):
     return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0, decay_steps=max(total_steps - warmup_steps, 1),
+        initial_learning_rate=start, decay_steps=max(total_steps - warmup_steps, 1),
         alpha=1.0 if decay == "constant" else final_fraction,
-        warmup_target=learning_rate, warmup_steps=warmup_steps)
+        warmup_target=peak, warmup_steps=warmup_steps)
   raise UserError(f"gin binding learning_rate_schedule.decay={decay!r}: use 'cosine', "
                   "'rsqrt' or 'constant'")
+
+
+@keras.saving.register_keras_serializable("onemodel")
+class Lars(keras.optimizers.Optimizer):
+  """LARS: momentum SGD with a layer-wise trust ratio (You et al. 2017, arXiv:1708.03888,
+  Algorithm 1).
+
+  For each adapted variable w with gradient g (weight decay `wd`, coefficient `eta`):
+    local_lr = eta * |w| / (|g| + wd * |w|)      (1.0 if |w| or |g| is 0)
+    v <- momentum * v + lr * local_lr * (g + wd * w)
+    w <- w - v
+  Variables of rank < 2 (biases, LayerNorm gamma/beta) and variables whose name or path
+  matches `exclude_from_weight_decay(var_names=...)` are neither adapted nor decayed:
+    v <- momentum * v + lr * g.
+  Weight decay is part of the update (as in the paper), not Keras' decoupled decay, so
+  the base class' `weight_decay` stays None."""
+
+  def __init__(self, learning_rate=0.1, momentum=0.9, weight_decay_rate=0.0, eta=0.001,
+               epsilon=0.0, name="lars", **kwargs):
+    kwargs.pop("weight_decay", None)
+    super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+    self.momentum = momentum
+    self.weight_decay_rate = weight_decay_rate
+    self.eta = eta
+    self.epsilon = epsilon
+
+  def build(self, var_list):
+    if self.built:
+      return
+    super().build(var_list)
+    self._velocities = self.add_optimizer_variables(var_list, "velocity")
+
+  def _adapted(self, variable) -> bool:
+    if len(variable.shape) < 2 or not self._use_weight_decay(variable):
+      return False
+    pattern = getattr(self, "_exclude_from_weight_decay_pattern", None)
+    path = getattr(variable, "path", variable.name)
+    return pattern is None or pattern.search(path) is None
+
+  def trust_ratio(self, gradient, variable):
+    """eta * |w| / (|g| + wd |w|), or 1.0 where a norm is zero (a scalar tensor)."""
+    w = tf.convert_to_tensor(variable)
+    g = tf.cast(gradient, w.dtype)
+    w_norm, g_norm = tf.norm(w), tf.norm(g)
+    ratio = self.eta * w_norm / (g_norm + self.weight_decay_rate * w_norm + self.epsilon)
+    return tf.where((w_norm > 0) & (g_norm > 0), ratio, tf.ones_like(ratio))
+
+  def update_step(self, gradient, variable, learning_rate):
+    lr = tf.cast(learning_rate, variable.dtype)
+    g = tf.cast(gradient, variable.dtype)
+    v = self._velocities[self._get_variable_index(variable)]
+    if self._adapted(variable):
+      g = self.trust_ratio(g, variable) * (g + self.weight_decay_rate * variable)
+    self.assign(v, self.momentum * v + lr * g)
+    self.assign_sub(variable, v)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(momentum=self.momentum, weight_decay_rate=self.weight_decay_rate,
+                  eta=self.eta, epsilon=self.epsilon)
+    return config
+
+
+OPTIMIZERS = ("adamw", "adam", "sgd", "lamb", "lars", "adafactor")
 
 
 @gin.configurable
 def optimizer(total_steps: int, name: str = "adamw", weight_decay: float = 0.01,
               beta_1: float = 0.9, beta_2: float = 0.98, epsilon: float = 1e-9,
-              clipnorm: float = 1.0):
+              clipnorm: float = 1.0, lars_eta: float = 0.001,
+              effective_batch: int = 0):
   """A Keras optimizer. `clipnorm` (global-norm clipping) is applied by the trainer, not
   by Keras: under MirroredStrategy Keras clips each replica's partial gradient before
-  summing them, which is not the global gradient's norm."""
-  lr = learning_rate_schedule(total_steps)
+  summing them, which is not the global gradient's norm.
+
+  name: 'adamw', 'adam', 'sgd' (momentum beta_1), 'lamb' (keras.optimizers.Lamb: Adam
+  moments with the trust ratio |w| / |m_hat / (sqrt(v_hat) + eps)| per variable; its
+  `weight_decay` is Keras' decoupled decay, applied outside the trust ratio), 'lars'
+  (`Lars`: momentum beta_1, trust coefficient `lars_eta`, `weight_decay` inside the trust
+  ratio as in the paper), 'adafactor' (keras.optimizers.Adafactor with the schedule's rate;
+  beta_1/beta_2/epsilon unused). `effective_batch` (per-update batch incl. gradient
+  accumulation) feeds the learning-rate scaling rule; see `learning_rate_schedule`."""
+  lr = learning_rate_schedule(total_steps, effective_batch=effective_batch)
   clip = {}
   if name == "adamw":
     opt = keras.optimizers.AdamW(lr, weight_decay=weight_decay, beta_1=beta_1,
@@ -58,8 +190,17 @@ def optimizer(total_steps: int, name: str = "adamw", weight_decay: float = 0.01,
     opt = keras.optimizers.Adam(lr, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, **clip)
   elif name == "sgd":
     opt = keras.optimizers.SGD(lr, momentum=beta_1, **clip)
+  elif name == "lamb":
+    opt = keras.optimizers.Lamb(lr, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+                                weight_decay=weight_decay or None)
+  elif name == "lars":
+    opt = Lars(lr, momentum=beta_1, weight_decay_rate=weight_decay, eta=lars_eta)
+  elif name == "adafactor":
+    opt = keras.optimizers.Adafactor(lr, relative_step=False,
+                                     weight_decay=weight_decay or None)
   else:
-    raise UserError(f"gin binding optimizer.name={name!r}: use 'adamw', 'adam' or 'sgd'")
+    raise UserError(f"gin binding optimizer.name={name!r}: use one of "
+                    + ", ".join(repr(n) for n in OPTIMIZERS))
   return opt, clipnorm
 
 
