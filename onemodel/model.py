@@ -143,5 +143,8 @@ def token_loss(logits, targets, label_smoothing=0.0):
 
 def build(problems, vocabs, vocab_keys=None) -> OneModel:
   """Builds the model and creates its variables with one dummy forward pass per problem."""
-  model = OneModel(problems, vocabs, backbone_lib.BackboneConfig(), vocab_keys)
+  # A fixed name: variable paths (checkpoint keys of weights and pruning masks) must not
+  # depend on how many models this process built before.
+  model = OneModel(problems, vocabs, backbone_lib.BackboneConfig(), vocab_keys,
+                   name="one_model")
   return model

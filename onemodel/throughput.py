@@ -33,8 +33,12 @@ def step_flops(cfg, shapes: Dict[str, float], vocab_size: int) -> float:
   enc = shapes.get("enc_tokens", 0.0)
   dec = shapes.get("dec_tokens", 0.0)
   has_enc = enc > 0
-  flops = 6 * layer_weights(d, f, False) * cfg.num_encoder_layers * enc
-  flops += 6 * layer_weights(d, f, has_enc) * cfg.num_decoder_layers * dec
+  # A mixture-of-experts FFN: each token goes through top-k experts plus the router.
+  moe_extra = 0
+  if getattr(cfg, "ffn", "dense") == "moe":
+    moe_extra = (cfg.expert_top_k - 1) * 2 * d * f + d * cfg.num_experts
+  flops = 6 * (layer_weights(d, f, False) + moe_extra) * cfg.num_encoder_layers * enc
+  flops += 6 * (layer_weights(d, f, has_enc) + moe_extra) * cfg.num_decoder_layers * dec
   flops += 6 * 2 * 2 * d * (cfg.num_encoder_layers * shapes.get("enc_attn", 0.0) +
                             cfg.num_decoder_layers * (shapes.get("dec_attn", 0.0) +
                                                       shapes.get("cross_attn", 0.0)))

@@ -21,7 +21,11 @@ from onemodel import evaluation
 from onemodel import fileio
 from onemodel import mixtures
 from onemodel import model as model_lib
+from onemodel import moe
+from onemodel import noise_scale as noise_scale_lib
 from onemodel import optim
+from onemodel import precision
+from onemodel import pruning
 from onemodel import throughput
 from onemodel.errors import UserError
 
@@ -37,6 +41,15 @@ class TrainConfig:
   # per replica, padded to the smallest boundary that fits (see data.bucket_by_length).
   batch_tokens: int = 0
   bucket_boundaries: tuple = (8, 12, 16, 20, 24, 32, 48)
+  # Sequence packing for text problems: several examples per row, attention kept within
+  # each (segment ids/positions); rows have the problem's fixed lengths.
+  pack: bool = False
+  # Gradient accumulation: each optimizer update averages the gradient over this many
+  # micro-batches of `batch_size` (the same update as one batch k times larger).
+  grad_accum_steps: int = 1
+  # Gradient noise scale B_simple (McCandlish et al. 2018, App. A), measured online from
+  # the micro-batch and accumulated gradients (needs grad_accum_steps >= 2).
+  noise_scale: bool = False
   eval_batch_size: int = 128
   steps_per_loop: int = 10          # train steps per tf.function call (less Python overhead)
   log_every_steps: int = 100
@@ -69,6 +82,8 @@ def check_output_dir(output_dir: str) -> None:
 
 STAT_KEYS = ("loss_sum", "tokens", "examples", "enc_tokens", "dec_tokens", "enc_attn",
              "dec_attn", "cross_attn")
+NOISE_KEYS = ("ns_small", "ns_bsmall", "ns_big", "ns_bbig", "ns_count")
+MOE_KEYS = ("moe_dropped", "moe_routed")
 
 
 class Progress:
@@ -161,12 +176,18 @@ class Trainer:
           self.mixture, [p.name for p in self.problems],
           [data_lib.train_size(p, data_dir) for p in self.problems], self.cfg.seed)
     self._evaluators = {}
+    self._check_config()
+    precision.apply()  # gin: precision.policy ('float32' or 'mixed_bfloat16')
     tf.keras.utils.set_random_seed(self.cfg.seed)
+    k = self.cfg.grad_accum_steps
+    self.stat_keys = STAT_KEYS + (NOISE_KEYS if self.cfg.noise_scale else ()) + \
+        (MOE_KEYS if self.model_uses_moe() else ())
+    self.noise = noise_scale_lib.NoiseScale() if self.cfg.noise_scale else None
+    self.pruner = None
     with self.strategy.scope():
       self.model = model_lib.build(self.problems, self.vocabs, vocab_keys)
-      self.optimizer, self.clipnorm = optim.optimizer(self.cfg.train_steps)
-      if hasattr(self.optimizer, "exclude_from_weight_decay"):
-        self.optimizer.exclude_from_weight_decay(var_names=["norm", "bias", "_pos"])
+      self.optimizer, self.clipnorm = optim.optimizer(
+          self.cfg.train_steps, effective_batch=self.cfg.batch_size * k)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
       # Parameter-server training: how many updates the variables have seen, to measure
       # gradient staleness (updates applied between reading and updating the weights).
@@ -186,6 +207,33 @@ class Trainer:
       self.chief_manager = tf.train.CheckpointManager(
           self.checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=None)
 
+  @staticmethod
+  def model_uses_moe() -> bool:
+    from onemodel import backbone
+    return backbone.BackboneConfig().ffn == "moe"
+
+  def _check_config(self):
+    c = self.cfg
+    if c.grad_accum_steps < 1:
+      raise UserError(f"gin binding TrainConfig.grad_accum_steps={c.grad_accum_steps}: "
+                      "must be >= 1")
+    if c.grad_accum_steps > 1 and c.batch_tokens:
+      raise UserError("gin bindings TrainConfig.grad_accum_steps > 1 and "
+                      "TrainConfig.batch_tokens exclude each other (accumulated micro-"
+                      "batches need one shape); use batch_size or pack=True")
+    if c.noise_scale and c.grad_accum_steps < 2:
+      raise UserError("gin binding TrainConfig.noise_scale=True needs two batch sizes: "
+                      "set TrainConfig.grad_accum_steps >= 2")
+    if c.pack:
+      for p in self.problems:
+        bad = [r for r, spec in p.features() if spec.modality != "text"]
+        if bad:
+          raise UserError(f"gin binding TrainConfig.pack=True: problem {p.name} has "
+                          f"non-text {', '.join(bad)}; packing is for text problems")
+      if c.batch_tokens:
+        raise UserError("gin bindings TrainConfig.pack and TrainConfig.batch_tokens "
+                        "exclude each other")
+
   def _dataset(self, ctx: tf.distribute.InputContext, problem=None):
     problem = problem or self.problem
     per_replica = ctx.get_per_replica_batch_size(self.cfg.batch_size)
@@ -193,7 +241,9 @@ class Trainer:
                           vocab=self.vocabs[problem.name], seed=self.cfg.seed,
                           batch_tokens=self.cfg.batch_tokens // ctx.num_replicas_in_sync,
                           bucket_boundaries=self.cfg.bucket_boundaries,
-                          deterministic=self.cfg.deterministic)
+                          deterministic=self.cfg.deterministic, pack=self.cfg.pack)
+    if self.cfg.grad_accum_steps > 1:  # [k, b, ...]: the micro-batches of one update
+      ds = ds.batch(self.cfg.grad_accum_steps, drop_remainder=True)
     return ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id) \
         if ctx.num_input_pipelines > 1 else ds
 
@@ -211,10 +261,23 @@ class Trainer:
           self.model(batch, problem=p.name, training=False)
       else:
         def _forward(b, name=p.name):
+          if self.cfg.grad_accum_steps > 1:
+            b = tf.nest.map_structure(lambda x: x[0], b)
           return self.model(b, problem=name, training=False)
         self.strategy.run(_forward, (next(iterators[p.name]),))
     with self.strategy.scope():
+      if hasattr(self.optimizer, "exclude_from_weight_decay"):
+        # By object: Keras 3 variable *names* are bare ('gamma', 'kernel').
+        self.optimizer.exclude_from_weight_decay(var_list=[
+            v for v in self.model.trainable_variables
+            if len(v.shape) < 2 or v.path.endswith("_pos") or "norm" in v.path])
       self.optimizer.build(self.model.trainable_variables)
+      self.pruner = pruning.maybe_pruner(self.model)
+    # Model weights by their Keras paths (Keras 3 layers held in lists are not
+    # checkpoint dependencies of the model), and the pruning masks.
+    self.checkpoint.weights = {v.path: v for v in self.model.variables}
+    if self.pruner is not None:
+      self.checkpoint.pruner = self.pruner
 
   def restore(self, checkpoint: str = "") -> str:
     """Creates the variables and restores `checkpoint` (default: the run's latest)."""
@@ -228,27 +291,80 @@ class Trainer:
     return path
 
   def _step_fn(self, name: str = ""):
-    """One replica's training step on problem `name`: the only place gradients are
-    taken."""
+    """One replica's training step (one optimizer update) on problem `name`: the only
+    place gradients are taken. With grad_accum_steps = k the batch holds k micro-batches
+    ([k, b, ...]); their gradients are summed before the update, each micro-batch's loss
+    divided by the token count of all k micro-batches of all replicas, so the update
+    equals that of one batch k times larger."""
     model, opt, name = self.model, self.optimizer, name or self.problem.name
-    ls, clipnorm = self.cfg.label_smoothing, self.clipnorm
+    ls, clipnorm, k = self.cfg.label_smoothing, self.clipnorm, self.cfg.grad_accum_steps
+    use_moe, measure_noise = "moe_dropped" in self.stat_keys, self.cfg.noise_scale
+    variables = model.trainable_variables
 
-    def step_fn(batch):
+    def micro_step(batch, global_tokens):
+      """-> (loss_sum, tokens, gradients or None per variable, MoE statistics)."""
       with tf.GradientTape() as tape:
+        if use_moe:
+          moe.reset_aux(model)
         logits = model(batch, problem=name, training=True)
         loss_sum, tokens = model_lib.token_loss(logits, batch["targets"], ls)
-        # Normalize by the token count of the *global* batch: the strategy sums the
-        # replicas' gradients, so this yields the gradient of the global mean loss.
-        ctx = tf.distribute.get_replica_context()
-        global_tokens = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tokens)
         loss = loss_sum / tf.maximum(global_tokens, 1.0)
-      grads = tape.gradient(loss, model.trainable_variables)
+        aux = moe.collect_aux(model) if use_moe else None
+        if use_moe:
+          ctx = tf.distribute.get_replica_context()
+          loss += aux["loss"] / (ctx.num_replicas_in_sync * k)
+      return loss_sum, tokens, tape.gradient(loss, variables), aux
+
+    def step_fn(batch):
+      ctx = tf.distribute.get_replica_context()
+      local_tokens = tf.reduce_sum(tf.cast(batch["targets"] != 0, tf.float32))
+      # Normalize by the token count of the *global* batch: the strategy sums the
+      # replicas' gradients, so this yields the gradient of the global mean loss.
+      global_tokens = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_tokens)
+      micro = (lambda j: tf.nest.map_structure(lambda x: x[j], batch)) if k > 1 else \
+          (lambda j: batch)
+      loss_sum, tokens, grads, aux = micro_step(micro(0), global_tokens)
+      live = [i for i, g in enumerate(grads) if g is not None]  # static per problem
+      acc = [tf.convert_to_tensor(grads[i]) for i in live]
+      sq_small = noise_scale_lib.squared_norm(acc) * (global_tokens / tokens) ** 2 \
+          if measure_noise else tf.constant(0.0)
+      dropped = aux["dropped_tokens"] if use_moe else tf.constant(0.0)
+      routed = aux["routed_tokens"] if use_moe else tf.constant(0.0)
+      if k > 1:
+        for j in tf.range(1, k):
+          l_j, t_j, g_j, aux_j = micro_step(micro(j), global_tokens)
+          acc = [a + tf.convert_to_tensor(g_j[i]) for a, i in zip(acc, live)]
+          loss_sum, tokens = loss_sum + l_j, tokens + t_j
+          if measure_noise:
+            sq_small += noise_scale_lib.squared_norm(
+                [g_j[i] for i in live]) * (global_tokens / t_j) ** 2
+          if use_moe:
+            dropped += aux_j["dropped_tokens"]
+            routed += aux_j["routed_tokens"]
+      stats = {}
+      if measure_noise:  # per-replica estimates; the loop sums them, Python averages
+        stats.update(ns_small=sq_small / k, ns_bsmall=tokens / k,
+                     ns_big=noise_scale_lib.squared_norm(acc) * (global_tokens / tokens) ** 2,
+                     ns_bbig=tokens, ns_count=tf.constant(1.0))
+      if use_moe:
+        stats.update(moe_dropped=dropped, moe_routed=routed)
+      grads = [None] * len(variables)
+      for i, g in zip(live, acc):
+        grads[i] = g
       if clipnorm:
-        grads = optim.clip_global_gradient(grads, clipnorm)
-      opt.apply_gradients(zip(grads, model.trainable_variables))
-      shape = tf.shape(batch["targets"])
-      stats = throughput.batch_shapes(model.encoded_length(name, batch), shape[1], shape[0])
-      stats.update(loss_sum=loss_sum, tokens=tokens, examples=tf.cast(shape[0], tf.float32))
+        clipped = optim.clip_global_gradient([grads[i] for i in live], clipnorm)
+        for i, g in zip(live, clipped):
+          grads[i] = g
+      opt.apply_gradients([(grads[i], variables[i]) for i in live])
+      one = micro(0)
+      shape = tf.shape(one["targets"])
+      stats.update(throughput.batch_shapes(model.encoded_length(name, one), shape[1],
+                                           shape[0] * k))
+      examples = tf.cast(shape[0] * k, tf.float32)
+      if "targets_segment_ids" in one:  # packed rows: count the examples in them
+        examples = tf.reduce_sum(tf.reduce_max(tf.cast(batch["targets_segment_ids"],
+                                                       tf.float32), axis=-1))
+      stats.update(loss_sum=loss_sum, tokens=tokens, examples=examples)
       return stats
 
     if self.cfg.jit_compile:
@@ -258,15 +374,20 @@ class Trainer:
   def _make_train_loop(self, index: int = 0):
     step_fn = self._step_fn(self.problems[index].name)
 
+    keys, pruner = self.stat_keys, self.pruner
+
     @tf.function
     def train_loop(iterator, num_steps):
       """`num_steps` steps in one call (no per-step Python); -> summed step statistics."""
-      totals = {k: tf.constant(0.0) for k in STAT_KEYS}
+      totals = {k: tf.constant(0.0) for k in keys}
       for _ in tf.range(num_steps):
         stats = self.strategy.run(step_fn, (next(iterator),))
         totals = {k: totals[k] + self.strategy.reduce(tf.distribute.ReduceOp.SUM, stats[k],
-                                                      axis=None) for k in STAT_KEYS}
+                                                      axis=None) for k in keys}
         self.step.assign_add(1)
+        if pruner is not None:  # Zhu & Gupta schedule, then keep pruned weights at zero
+          pruner.update(self.step)
+          pruner.apply()
       self.problem_steps.assign_add(
           tf.one_hot(index, len(self.problems), dtype=tf.int64) * tf.cast(num_steps, tf.int64))
       return totals
@@ -347,6 +468,7 @@ class Trainer:
     progress = Progress(cfg.train_steps, start, self._peak_gflops(), self.model.cfg,
                         vocab_sizes[0])
     per_problem = {}  # problem index -> [loss_sum, tokens] since the last log line
+    moe_sums = [0.0, 0.0]  # MoE tokens dropped (over capacity) and routed since the log
     step, loss = start, float("nan")
     wrote_operative = False
     while step < cfg.train_steps:
@@ -365,26 +487,59 @@ class Trainer:
           chunk[k] = chunk.get(k, 0.0) + v
       loss = chunk["loss_sum"] / max(chunk["tokens"], 1.0)
       step = int(self.step.numpy())
+      if self.noise is not None and chunk.get("ns_count"):
+        c = chunk["ns_count"]
+        self.noise.update(chunk["ns_small"] / c, chunk["ns_bsmall"] / c,
+                          chunk["ns_big"] / c, chunk["ns_bbig"] / c)
+      if "moe_routed" in chunk:
+        moe_sums = [moe_sums[0] + chunk["moe_dropped"], moe_sums[1] + chunk["moe_routed"]]
       if not wrote_operative:
         self._write_config("operative_config.gin", gin.operative_config_str())
         with writer.as_default():
           tf.summary.text("operative_config", gin.operative_config_str(), step=step)
         wrote_operative = True
       if step % cfg.log_every_steps == 0 or step == cfg.train_steps:
-        shown = ""
+        shown, extra_scalars = "", {}
         if self.mixture:
           extra_scalars, shown = self._mixture_scalars(per_problem)
-        per_problem = {}
+        if self.noise is not None and self.noise.b_simple is not None:
+          extra_scalars.update(noise_scale_tokens=self.noise.b_simple,
+                               grad_sq_norm=self.noise.g2, grad_trace_sigma=self.noise.trace_sigma)
+          shown += f" | B_simple {self.noise.b_simple:.0f} tok"
+        if moe_sums[1]:
+          extra_scalars["moe_dropped_fraction"] = moe_sums[0] / moe_sums[1]
+          shown += f" | MoE dropped {100 * moe_sums[0] / moe_sums[1]:.1f}%"
+        if self.pruner is not None:
+          extra_scalars.update({f"sparsity/{k}": v
+                                for k, v in self.pruner.sparsity_report().items()})
+          shown += f" | sparsity {100 * extra_scalars['sparsity/total']:.0f}%"
+        per_problem, moe_sums = {}, [0.0, 0.0]
         rate, extra = progress.update(step, loss, shown)
-        if self.mixture:
-          extra.update(extra_scalars)
+        extra.update(extra_scalars)
         self._log_scalars(writer, step, loss, rate, **extra)
       if step % cfg.checkpoint_every_steps == 0 or step == cfg.train_steps:
         self.manager.save(checkpoint_number=step)
       if cfg.eval_every_steps and step % cfg.eval_every_steps == 0 \
           and step != cfg.train_steps and self.is_chief:
         self.evaluate(cfg.eval_role, step, eval_writer)
+    self._summaries()
     return self._finish(step, loss, writer, eval_writer)
+
+  def _summaries(self):
+    """End-of-run summaries of the research instruments that were switched on."""
+    out = {}
+    if self.noise is not None and self.noise.b_simple is not None:
+      out["critical_batch_tokens"] = self.noise.b_simple
+      print(f"gradient noise scale: critical batch size ~ {self.noise.b_simple:.0f} target "
+            f"tokens (B_simple = tr(Sigma)/|G|^2, McCandlish et al. 2018)", flush=True)
+    if self.pruner is not None:
+      report = self.pruner.sparsity_report()
+      out["sparsity"] = report
+      print("pruning: achieved sparsity " + ", ".join(
+          f"{k} {100 * v:.0f}%" for k, v in sorted(report.items())), flush=True)
+    if out and self.is_chief:
+      fileio.atomic_write_json(os.path.join(self.output_dir, "instruments.json"), out)
+    return out
 
   def _mixture_scalars(self, per_problem):
     """Per-problem training loss since the last log line and the fraction of all steps
