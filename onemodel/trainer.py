@@ -44,6 +44,9 @@ class TrainConfig:
   # Sequence packing for text problems: several examples per row, attention kept within
   # each (segment ids/positions); rows have the problem's fixed lengths.
   pack: bool = False
+  # Per-problem overrides inside a mixture, e.g. {'fsdd': {'batch_size': 32},
+  # 'multi30k_en_de': {'batch_tokens': 2048, 'label_smoothing': 0.1}}.
+  per_problem: dict = dataclasses.field(default_factory=dict)
   # Gradient accumulation: each optimizer update averages the gradient over this many
   # micro-batches of `batch_size` (the same update as one batch k times larger).
   grad_accum_steps: int = 1
@@ -212,8 +215,21 @@ class Trainer:
     from onemodel import backbone
     return backbone.BackboneConfig().ffn == "moe"
 
+  def _setting(self, problem_name: str, key: str):
+    """TrainConfig's `key` for one problem: its per_problem override, else the default."""
+    return self.cfg.per_problem.get(problem_name, {}).get(key, getattr(self.cfg, key))
+
   def _check_config(self):
     c = self.cfg
+    allowed = {"batch_size", "batch_tokens", "label_smoothing"}
+    for name, over in c.per_problem.items():
+      if name not in [p.name for p in self.problems]:
+        raise UserError(f"gin binding TrainConfig.per_problem names {name!r}, which is not "
+                        f"trained here ({', '.join(p.name for p in self.problems)})")
+      bad = sorted(set(over) - allowed)
+      if bad:
+        raise UserError(f"gin binding TrainConfig.per_problem[{name!r}]: unknown keys "
+                        f"{', '.join(bad)} (allowed: {', '.join(sorted(allowed))})")
     if c.grad_accum_steps < 1:
       raise UserError(f"gin binding TrainConfig.grad_accum_steps={c.grad_accum_steps}: "
                       "must be >= 1")
@@ -236,10 +252,11 @@ class Trainer:
 
   def _dataset(self, ctx: tf.distribute.InputContext, problem=None):
     problem = problem or self.problem
-    per_replica = ctx.get_per_replica_batch_size(self.cfg.batch_size)
+    per_replica = ctx.get_per_replica_batch_size(self._setting(problem.name, "batch_size"))
+    batch_tokens = self._setting(problem.name, "batch_tokens")
     ds = data_lib.dataset(problem, "train", self.data_dir, per_replica, training=True,
                           vocab=self.vocabs[problem.name], seed=self.cfg.seed,
-                          batch_tokens=self.cfg.batch_tokens // ctx.num_replicas_in_sync,
+                          batch_tokens=batch_tokens // ctx.num_replicas_in_sync,
                           bucket_boundaries=self.cfg.bucket_boundaries,
                           deterministic=self.cfg.deterministic, pack=self.cfg.pack)
     if self.cfg.grad_accum_steps > 1:  # [k, b, ...]: the micro-batches of one update
@@ -297,7 +314,8 @@ class Trainer:
     divided by the token count of all k micro-batches of all replicas, so the update
     equals that of one batch k times larger."""
     model, opt, name = self.model, self.optimizer, name or self.problem.name
-    ls, clipnorm, k = self.cfg.label_smoothing, self.clipnorm, self.cfg.grad_accum_steps
+    ls, clipnorm = self._setting(name, "label_smoothing"), self.clipnorm
+    k = self.cfg.grad_accum_steps
     use_moe, measure_noise = "moe_dropped" in self.stat_keys, self.cfg.noise_scale
     variables = model.trainable_variables
 

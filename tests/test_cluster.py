@@ -99,8 +99,7 @@ def test_mirrored_two_cpus_equals_one_device(tmp_path, data_dir, manual_dir):
       t = trainer.Trainer({str(tmp_path)!r} + '/' + name, {data_dir!r}, {manual_dir!r},
                           strategy=strategy)
       assert t.strategy.num_replicas_in_sync == (2 if name == 'mirrored' else 1)
-      it = iter(t.strategy.distribute_datasets_from_function(t._dataset))
-      t._build_variables(it)
+      t._build_variables(t._iterators())
       np.savez({str(tmp_path)!r} + '/init_' + name + '.npz',
                *[v.numpy() for v in t.model.variables])
       t.train()

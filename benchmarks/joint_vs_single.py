@@ -1,0 +1,202 @@
+"""The MultiModel table: single-problem baselines vs one joint model, plus an ablation.
+
+  python benchmarks/joint_vs_single.py --manual_dir=../shared/data \
+      [--steps=mnist:500,fsdd:500,multi30k_en_de:1000] \
+      [--ablation="BackboneConfig.ffn_dim=256"]
+
+For each problem P with step budget S_P it trains a single-problem baseline
+(gin/experiments/P.gin at S_P steps), then ONE joint model on the mixture of all of them
+with fixed rates proportional to S_P for sum(S_P) steps (so each problem gets its own
+budget, in expectation), then the same joint run with one part of the backbone changed by
+gin (the ablation, as in MultiModel's Table 3). Same backbone size (gin/models/base.gin)
+everywhere. Each problem's final test metric comes from its real scorer.
+
+Writes to benchmarks/results/: joint_vs_single.md (table, commands, wall times, machine),
+joint_vs_single.png (bar chart of each metric: single / joint / ablated) and
+joint_vs_single_curves.png (per-problem training loss vs that problem's own steps)."""
+
+import argparse
+import glob
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "results")
+METRIC = {"mnist": ("accuracy", "higher"), "fsdd": ("wer", "lower"),
+          "multi30k_en_de": ("bleu", "higher"), "tinyshakespeare": ("loss_per_token", "lower")}
+# Problem-specific settings of gin/experiments/*.gin that must survive in a joint run
+# (one optimizer, one TrainConfig): per-problem batch shapes and label smoothing.
+PER_PROBLEM = {"mnist": {"batch_size": 64}, "fsdd": {"batch_size": 32},
+               "multi30k_en_de": {"batch_tokens": 2048, "label_smoothing": 0.1},
+               "tinyshakespeare": {"batch_size": 32}}
+JOINT_GIN = [  # the union of the experiments' adapter settings (each touches one adapter)
+    "ImageConfig.patch_size = 8", "ImageConfig.stem = 'conv'", "ImageConfig.random_shift = 2",
+    "SpeechConfig.freq_mask = 10", "SpeechConfig.time_mask = 10",
+    "learning_rate_schedule.learning_rate = 1e-3", "learning_rate_schedule.warmup_steps = 500",
+    "learning_rate_schedule.decay = 'cosine'"]
+
+
+def train(name, gin_files, params, args):
+  out = os.path.join(args.output_root, name)
+  cmd = [os.path.join(os.path.dirname(sys.executable), "onemodel-train"),
+         *[f"--gin_file={f}" for f in gin_files], f"--output_dir={out}",
+         f"--manual_dir={args.manual_dir}", f"--data_dir={args.data_dir}",
+         *[f"--gin_param={p}" for p in params]]
+  os.makedirs(args.output_root, exist_ok=True)
+  log = os.path.join(args.output_root, f"{name}.log")
+  t0 = time.time()
+  with open(log, "w") as f:
+    rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+  wall = time.time() - t0
+  print(f"{name}: exit {rc}, {wall / 60:.1f} min, log {log}", flush=True)
+  return {"name": name, "dir": out, "rc": rc, "wall_s": wall, "command": " ".join(cmd)}
+
+
+def final_metrics(run_dir, problem, joint):
+  pattern = f"metrics_test_{problem}_step*.json" if joint else "metrics_test_step*.json"
+  files = sorted(glob.glob(os.path.join(run_dir, pattern)), key=os.path.getmtime)
+  return json.load(open(files[-1]))["metrics"] if files else None
+
+
+def loss_curve(run_dir, problem, joint):
+  """(problem's own steps, training loss) from the run's TensorBoard events."""
+  import tensorflow as tf
+  tag = f"loss/{problem}" if joint else "loss"
+  frac_tag = f"steps_fraction/{problem}"
+  points, fracs = {}, {}
+  for path in sorted(glob.glob(os.path.join(run_dir, "train", "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for v in event.summary.value:
+        value = float(tf.make_ndarray(v.tensor)) if v.HasField("tensor") else v.simple_value
+        if v.tag == tag:
+          points[event.step] = value
+        elif v.tag == frac_tag:
+          fracs[event.step] = value
+  steps = sorted(points)
+  xs = [s * fracs.get(s, 1.0) if joint else s for s in steps]
+  return xs, [points[s] for s in steps]
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--manual_dir", default=os.path.join(ROOT, "..", "shared", "data"))
+  ap.add_argument("--data_dir", default=os.path.expanduser("~/onemodel_data/prepared"))
+  ap.add_argument("--output_root", default=os.path.join(ROOT, "runs", "joint_vs_single"))
+  ap.add_argument("--steps", default="mnist:500,fsdd:500,multi30k_en_de:1000")
+  ap.add_argument("--ablation", default="BackboneConfig.ffn_dim=256",
+                  help="gin binding that changes one part of the backbone in the joint model")
+  ap.add_argument("--smoke", action="store_true",
+                  help="tiny model and 32 eval examples: checks the pipeline in minutes")
+  ap.add_argument("--skip", default="", help="comma list of runs to reuse (single_P, joint, "
+                  "ablated) when they already finished in --output_root")
+  args = ap.parse_args()
+  budget = {p: int(n) for p, n in (kv.split(":") for kv in args.steps.split(","))}
+  problems = list(budget)
+  total = sum(budget.values())
+  base = os.path.join(ROOT, "gin", "models", "base.gin")
+  common = ["TrainConfig.log_every_steps = 50", "TrainConfig.eval_every_steps = 0"]
+  if args.smoke:
+    base = os.path.join(ROOT, "gin", "models", "tiny.gin")
+    common += ["include 'models/tiny.gin'", "TrainConfig.eval_max_examples = 32",
+               "TrainConfig.log_every_steps = 2", "ImageConfig.patch_size = 8"]
+  skip = set(filter(None, args.skip.split(",")))
+  runs = {}
+
+  def run(name, files, params):
+    if name in skip:
+      runs[name] = {"name": name, "dir": os.path.join(args.output_root, name), "rc": 0,
+                    "wall_s": float("nan"), "command": "(reused)"}
+    else:
+      runs[name] = train(name, files, params, args)
+
+  for p in problems:
+    run(f"single_{p}", [os.path.join(ROOT, "gin", "experiments", f"{p}.gin")],
+        common + [f"TrainConfig.train_steps = {budget[p]}",
+                  f"TrainConfig.checkpoint_every_steps = {budget[p]}"])
+  rates = "{" + ", ".join(f"'{p}': {budget[p]}" for p in problems) + "}"
+  per_problem = "{" + ", ".join(f"'{p}': {PER_PROBLEM.get(p, {})!r}" for p in problems) + "}"
+  joint = [f"joint/Mixture.name = 'joint'",
+           f"joint/Mixture.problems = {problems!r}", f"joint/Mixture.rates = {rates}",
+           "TrainConfig.problem = @joint/Mixture()", f"TrainConfig.train_steps = {total}",
+           f"TrainConfig.checkpoint_every_steps = {total}",
+           f"TrainConfig.per_problem = {per_problem}"] + JOINT_GIN + common
+  run("joint", [base], joint)
+  if args.ablation:
+    run("ablated", [base], joint + [args.ablation.replace("=", " = ", 1)])
+
+  rows, values = [], {}
+  for p in problems:
+    metric, better = METRIC[p]
+    single = final_metrics(runs[f"single_{p}"]["dir"], p, False)
+    jm = final_metrics(runs["joint"]["dir"], p, True)
+    ab = final_metrics(runs["ablated"]["dir"], p, True) if "ablated" in runs else None
+    vals = [m.get(metric) if m else None for m in (single, jm, ab)]
+    values[p] = vals
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"
+    delta = "-" if None in vals[:2] else f"{vals[1] - vals[0]:+.2f}"
+    rows.append(f"| {p} | {metric} ({better} is better) | {budget[p]} | {fmt(vals[0])} | "
+                f"{fmt(vals[1])} | {delta} | {fmt(vals[2])} | "
+                f"{runs[f'single_{p}']['wall_s'] / 60:.1f} |")
+  walls = (f"joint {runs['joint']['wall_s'] / 60:.1f} min"
+           + (f", ablated {runs['ablated']['wall_s'] / 60:.1f} min" if "ablated" in runs else "")
+           + f", singles {sum(runs[f'single_{p}']['wall_s'] for p in problems) / 60:.1f} min")
+  machine = f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, no GPU"
+  text = "\n".join([
+      "# Joint vs single-problem training (MultiModel's table, gin/models/base.gin)", "",
+      f"Machine: {machine}. Date: {time.strftime('%Y-%m-%d %H:%M')}.",
+      f"Command: python benchmarks/joint_vs_single.py --steps={args.steps} "
+      f"--ablation=\"{args.ablation}\"", "",
+      f"Joint: one model, mixture rates proportional to the step budgets, {total} steps "
+      f"(the largest baseline has {max(budget.values())}). Ablated: the joint run with "
+      f"`{args.ablation}`.", "",
+      "| problem | metric | steps | single | joint | joint - single | joint, ablated | "
+      "single wall min |", "|---|---|---|---|---|---|---|---|", *rows, "",
+      f"Wall time: {walls}.", "",
+      "Exit codes: " + ", ".join(f"{k} {v['rc']}" for k, v in runs.items()), ""])
+  os.makedirs(RESULTS, exist_ok=True)
+  with open(os.path.join(RESULTS, "joint_vs_single.md"), "w") as f:
+    f.write(text)
+  print(text)
+  try:
+    plot(problems, values, runs)
+  except ImportError as e:
+    print(f"no plots ({e}); pip install -e '.[bench]'")
+
+
+def plot(problems, values, runs):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, len(problems), figsize=(4 * len(problems), 3.5))
+  for ax, p in zip(axes, problems):
+    labels = ["single", "joint", "ablated"]
+    vals = [v if v is not None else 0 for v in values[p]]
+    ax.bar(labels, vals, color=["#777777", "#1f77b4", "#ff7f0e"])
+    for i, v in enumerate(values[p]):
+      if v is not None:
+        ax.text(i, v, f"{v:.2f}", ha="center", va="bottom")
+    ax.set_title(f"{p}: {METRIC[p][0]} ({METRIC[p][1]} is better)")
+  fig.tight_layout()
+  fig.savefig(os.path.join(RESULTS, "joint_vs_single.png"), dpi=100)
+  fig, axes = plt.subplots(1, len(problems), figsize=(4 * len(problems), 3.5))
+  for ax, p in zip(axes, problems):
+    for name, joint, style in ((f"single_{p}", False, "k-"), ("joint", True, "b-"),
+                               ("ablated", True, "C1--")):
+      if name in runs:
+        xs, ys = loss_curve(runs[name]["dir"], p, joint)
+        ax.plot(xs, ys, style, label=name.split("_")[0])
+    ax.set_title(f"{p}: training loss")
+    ax.set_xlabel(f"{p}'s own steps")
+    ax.set_yscale("log")
+    ax.legend()
+  fig.tight_layout()
+  fig.savefig(os.path.join(RESULTS, "joint_vs_single_curves.png"), dpi=100)
+
+
+if __name__ == "__main__":
+  main()
