@@ -72,11 +72,10 @@ def loss_curve(run_dir, problem, joint):
   for path in sorted(glob.glob(os.path.join(run_dir, "train", "events.out.tfevents.*"))):
     for event in tf.compat.v1.train.summary_iterator(path):
       for v in event.summary.value:
+        if v.tag not in (tag, frac_tag):
+          continue
         value = float(tf.make_ndarray(v.tensor)) if v.HasField("tensor") else v.simple_value
-        if v.tag == tag:
-          points[event.step] = value
-        elif v.tag == frac_tag:
-          fracs[event.step] = value
+        (points if v.tag == tag else fracs)[event.step] = value
   steps = sorted(points)
   xs = [s * fracs.get(s, 1.0) if joint else s for s in steps]
   return xs, [points[s] for s in steps]
