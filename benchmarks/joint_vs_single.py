@@ -16,17 +16,11 @@ joint_vs_single.png (bar chart of each metric: single / joint / ablated) and
 joint_vs_single_curves.png (per-problem training loss vs that problem's own steps)."""
 
 import argparse
-import glob
-import json
 import os
-import platform
-import subprocess
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-RESULTS = os.path.join(HERE, "results")
+import runlib
+from runlib import RESULTS, ROOT
 METRIC = {"mnist": ("accuracy", "higher"), "fsdd": ("wer", "lower"),
           "multi30k_en_de": ("bleu", "higher"), "tinyshakespeare": ("loss_per_token", "lower")}
 # Problem-specific settings of gin/experiments/*.gin that must survive in a joint run
@@ -41,44 +35,14 @@ JOINT_GIN = [  # the union of the experiments' adapter settings (each touches on
     "learning_rate_schedule.decay = 'cosine'"]
 
 
-def train(name, gin_files, params, args):
-  out = os.path.join(args.output_root, name)
-  cmd = [os.path.join(os.path.dirname(sys.executable), "onemodel-train"),
-         *[f"--gin_file={f}" for f in gin_files], f"--output_dir={out}",
-         f"--manual_dir={args.manual_dir}", f"--data_dir={args.data_dir}",
-         *[f"--gin_param={p}" for p in params]]
-  os.makedirs(args.output_root, exist_ok=True)
-  log = os.path.join(args.output_root, f"{name}.log")
-  t0 = time.time()
-  with open(log, "w") as f:
-    rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
-  wall = time.time() - t0
-  print(f"{name}: exit {rc}, {wall / 60:.1f} min, log {log}", flush=True)
-  return {"name": name, "dir": out, "rc": rc, "wall_s": wall, "command": " ".join(cmd)}
-
-
-def final_metrics(run_dir, problem, joint):
-  pattern = f"metrics_test_{problem}_step*.json" if joint else "metrics_test_step*.json"
-  files = sorted(glob.glob(os.path.join(run_dir, pattern)), key=os.path.getmtime)
-  return json.load(open(files[-1]))["metrics"] if files else None
-
-
 def loss_curve(run_dir, problem, joint):
   """(problem's own steps, training loss) from the run's TensorBoard events."""
-  import tensorflow as tf
   tag = f"loss/{problem}" if joint else "loss"
   frac_tag = f"steps_fraction/{problem}"
-  points, fracs = {}, {}
-  for path in sorted(glob.glob(os.path.join(run_dir, "train", "events.out.tfevents.*"))):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for v in event.summary.value:
-        if v.tag not in (tag, frac_tag):
-          continue
-        value = float(tf.make_ndarray(v.tensor)) if v.HasField("tensor") else v.simple_value
-        (points if v.tag == tag else fracs)[event.step] = value
-  steps = sorted(points)
-  xs = [s * fracs.get(s, 1.0) if joint else s for s in steps]
-  return xs, [points[s] for s in steps]
+  got = runlib.scalars(run_dir, [tag, frac_tag])
+  steps = sorted(got[tag])
+  xs = [s * got[frac_tag].get(s, 1.0) if joint else s for s in steps]
+  return xs, [got[tag][s] for s in steps]
 
 
 def main():
@@ -107,11 +71,8 @@ def main():
   runs = {}
 
   def run(name, files, params):
-    if name in skip:
-      runs[name] = {"name": name, "dir": os.path.join(args.output_root, name), "rc": 0,
-                    "wall_s": float("nan"), "command": "(reused)"}
-    else:
-      runs[name] = train(name, files, params, args)
+    runs[name] = runlib.reused(name, args.output_root) if name in skip else runlib.train(
+        name, files, params, args.output_root, args.manual_dir, args.data_dir)
 
   for p in problems:
     run(f"single_{p}", [os.path.join(ROOT, "gin", "experiments", f"{p}.gin")],
@@ -131,9 +92,9 @@ def main():
   rows, values = [], {}
   for p in problems:
     metric, better = METRIC[p]
-    single = final_metrics(runs[f"single_{p}"]["dir"], p, False)
-    jm = final_metrics(runs["joint"]["dir"], p, True)
-    ab = final_metrics(runs["ablated"]["dir"], p, True) if "ablated" in runs else None
+    single = runlib.final_metrics(runs[f"single_{p}"]["dir"])
+    jm = runlib.final_metrics(runs["joint"]["dir"], p)
+    ab = runlib.final_metrics(runs["ablated"]["dir"], p) if "ablated" in runs else None
     vals = [m.get(metric) if m else None for m in (single, jm, ab)]
     values[p] = vals
     fmt = lambda v: "-" if v is None else f"{v:.2f}"
@@ -144,7 +105,7 @@ def main():
   walls = (f"joint {runs['joint']['wall_s'] / 60:.1f} min"
            + (f", ablated {runs['ablated']['wall_s'] / 60:.1f} min" if "ablated" in runs else "")
            + f", singles {sum(runs[f'single_{p}']['wall_s'] for p in problems) / 60:.1f} min")
-  machine = f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, no GPU"
+  machine = runlib.machine()
   text = "\n".join([
       "# Joint vs single-problem training (MultiModel's table, gin/models/base.gin)", "",
       f"Machine: {machine}. Date: {time.strftime('%Y-%m-%d %H:%M')}.",

@@ -93,10 +93,10 @@ def pick_problem(t, name: str):
   names = [p.name for p in t.problems]
   if not name:
     if len(names) > 1:
-      raise UserError(f"run {FLAGS.output_dir} trained {', '.join(names)}: pass --problem")
+      raise UserError(f"run {t.output_dir} trained {', '.join(names)}: pass --problem")
     return t.problem
   if name not in names:
-    raise UserError(f"--problem {name} is not in run {FLAGS.output_dir} "
+    raise UserError(f"--problem {name} is not in run {t.output_dir} "
                     f"(it trained {', '.join(names)})")
   return t.problems[names.index(name)]
 
