@@ -128,8 +128,9 @@ def peer_matmul_weights(model):
         "decoder" if isinstance(layer, keras_hub.layers.TransformerDecoder) else \
         "output" if isinstance(layer, keras.layers.Dense) else None
     if kind:
+      # Rank >= 2 and not a bias: keras' attention biases are [heads, head_dim].
       out[kind] += sum(int(w.numpy().size) for w in layer.trainable_weights
-                       if len(w.shape) >= 2)
+                       if len(w.shape) >= 2 and "bias" not in w.path)
   return out
 
 
