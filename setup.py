@@ -28,7 +28,8 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "test": ["pytest==9.2.0", "pytest-timeout==2.4.0"],
-        "bench": ["matplotlib==3.11.2"],
+        # keras-hub: the peer of benchmarks/speed_vs_peer.py and useful_tokens.py only.
+        "bench": ["matplotlib==3.11.2", "keras-hub==0.32.0"],
     },
     entry_points={
         "console_scripts": [
