@@ -116,7 +116,8 @@ def main():
                 f"{done[name]['wall_s'] / 60:.1f} | {done[name]['rc']} |")
     points.append((name, k * args.batch, value, hit))
   text = "\n".join([
-      f"# Large-batch, MoE and pruning report: {args.problem}, gin/models/{args.model}.gin",
+      f"# Large-batch, MoE and pruning report: {args.problem}, "
+      f"gin/models/{os.path.basename(gin_files[1])}",
       "", f"Machine: {runlib.machine()}. Date: {time.strftime('%Y-%m-%d %H:%M')}.",
       f"Command: python benchmarks/large_batch.py --problem={args.problem} "
       f"--model={args.model} --steps={args.steps} --batch={args.batch}"
