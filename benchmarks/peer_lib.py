@@ -55,6 +55,18 @@ class TokenCount(keras.metrics.Metric):
     self.total.assign(0.0)
 
 
+def setup_base_model(ap, args, root):
+  """Shared start of the peer benchmarks: checks the step flags, loads the problem
+  plugins and parses gin/models/base.gin with the requested dropout."""
+  from onemodel import registry
+  from onemodel.cli import common
+  if args.steps % args.steps_per_loop or args.warmup_steps % args.steps_per_loop:
+    ap.error("--steps and --warmup_steps must be multiples of --steps_per_loop")
+  registry.load_plugins()
+  common.parse_gin([os.path.join(root, "gin", "models", "base.gin")],
+                   [f"BackboneConfig.dropout_rate = {args.dropout!r}"], finalize=False)
+
+
 def fit_rates(model, ds, steps, timer):
   """`steps` timed steps of `model.fit` on `ds` (one more, untimed, comes first) ->
   (steps/s, target tokens/s)."""

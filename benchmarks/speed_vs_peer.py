@@ -33,10 +33,8 @@ import numpy as np
 import tensorflow as tf
 
 import peer_lib
-from onemodel import registry
 from onemodel import throughput
 from onemodel import trainer as trainer_lib
-from onemodel.cli import common
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBLEM = "multi30k_en_de"
@@ -65,12 +63,7 @@ def main():
   ap.add_argument("--results", default="", help="default: benchmarks/results/"
                   "speed_vs_peer[_jit].md; 'none' to skip")
   args = ap.parse_args()
-  if args.steps % args.steps_per_loop or args.warmup_steps % args.steps_per_loop:
-    ap.error("--steps and --warmup_steps must be multiples of --steps_per_loop")
-
-  registry.load_plugins()
-  common.parse_gin([os.path.join(ROOT, "gin", "models", "base.gin")],
-                   [f"BackboneConfig.dropout_rate = {args.dropout!r}"], finalize=False)
+  peer_lib.setup_base_model(ap, args, ROOT)
   cfg = trainer_lib.TrainConfig(problem=PROBLEM, batch_size=args.batch,
                                 steps_per_loop=args.steps_per_loop, jit_compile=args.jit,
                                 report_mfu=False, train_steps=10 ** 6)

@@ -33,7 +33,6 @@ import peer_lib
 from onemodel import data as data_lib
 from onemodel import registry
 from onemodel import trainer as trainer_lib
-from onemodel.cli import common
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBLEM = "multi30k_en_de"
@@ -102,12 +101,7 @@ def main():
   ap.add_argument("--results", default="", help="default: benchmarks/results/"
                   "useful_tokens.md; 'none' to skip")
   args = ap.parse_args()
-  if args.steps % args.steps_per_loop or args.warmup_steps % args.steps_per_loop:
-    ap.error("--steps and --warmup_steps must be multiples of --steps_per_loop")
-
-  registry.load_plugins()
-  common.parse_gin([os.path.join(ROOT, "gin", "models", "base.gin")],
-                   [f"BackboneConfig.dropout_rate = {args.dropout!r}"], finalize=False)
+  peer_lib.setup_base_model(ap, args, ROOT)
   problem = registry.get_problem(PROBLEM)
   length = problem.targets.length
   pack_rows = args.pack_rows or max(args.batch_tokens // length, 1)
