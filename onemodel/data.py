@@ -6,6 +6,7 @@ manual directory (tests and CI: ../shared/data) or, only when the user passes
 never TFDS's 205 s retry loop (see STACK.md).
 """
 
+import functools
 import logging
 import os
 from typing import Dict, Optional
@@ -173,6 +174,18 @@ def example_features(problem, raw: Dict[str, tf.Tensor], vocab, training: bool):
   return out
 
 
+def augment_features(problem, feats):
+  """Training-time augmentation of `example_features(..., training=False)`'s output:
+  the input modality's `augment` (SpecAugment, random shift), applied after the cache."""
+  if problem.inputs is None:
+    return feats
+  mod = adapters.get_modality(problem.inputs.modality)
+  keys = {k: k[len("inputs_"):] if k.startswith("inputs_") else "" for k in feats
+          if k == "inputs" or k.startswith("inputs_")}
+  aug = mod.augment({sub: feats[k] for k, sub in keys.items()}, problem.inputs)
+  return {**feats, **{k: aug[sub] for k, sub in keys.items()}}
+
+
 def _token_keys(problem):
   return [role for role, spec in problem.features() if spec.modality in ("text",)]
 
@@ -308,7 +321,7 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
             vocab=None, seed: Optional[int] = None, keep_raw: bool = False,
             shuffle_buffer: int = 4096, batch_tokens: int = 0, deterministic: bool = False,
             bucket_boundaries=(8, 12, 16, 20, 24, 32, 48),
-            pack: bool = False) -> tf.data.Dataset:
+            pack: bool = False, cache: bool = False) -> tf.data.Dataset:
   """Batched features. Training: repeated, shuffled, static shapes (drop_remainder).
 
   With `batch_tokens` (training only, text features): length-bucketed batches of about
@@ -327,22 +340,38 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
     if keep_raw:
       raise ValueError("pack=True cannot keep raw targets (keep_raw=True)")
     lengths = pack_lengths(problem)
-  ds = raw_split(problem, role, data_dir, shuffle_files=training)
-  if training:
-    ds = ds.repeat().shuffle(shuffle_buffer, seed=seed)
-  if problem.lm:
-    ds = ds.flat_map(lambda ex: _lm_windows(problem, ex, training, seed))
-  else:
-    ds = ds.map(problem.to_raw, num_parallel_calls=AUTOTUNE)
+  if cache and not training:
+    raise ValueError("cache=True is for training only (evaluation reads each example "
+                     "once)")
+  if cache and problem.augment is not None:
+    raise ValueError(f"problem {problem.name}: cache=True caches prepared features, but "
+                     "its Problem.augment changes raw inputs every epoch; turn the cache "
+                     "off for it")
+  order = dict(num_parallel_calls=AUTOTUNE, deterministic=deterministic or not training)
 
-  def featurize(raw):
+  def featurize(raw, training=training):
     feats = example_features(problem, raw, vocab, training)
     if keep_raw:
       feats["targets_raw"] = raw["targets"]
     return feats
 
-  ds = ds.map(featurize, num_parallel_calls=AUTOTUNE,
-              deterministic=deterministic or not training)
+  ds = raw_split(problem, role, data_dir, shuffle_files=training)
+  if cache and not problem.lm:
+    # Prepare once, then repeat/shuffle the cached features and augment per epoch.
+    ds = ds.map(problem.to_raw, **order)
+    ds = ds.map(functools.partial(featurize, training=False), **order).cache()
+    ds = ds.repeat().shuffle(shuffle_buffer, seed=seed)
+    ds = ds.map(functools.partial(augment_features, problem), **order)
+  else:
+    if cache:  # language modelling: the text is cached; windows are cut per epoch
+      ds = ds.cache()
+    if training:
+      ds = ds.repeat().shuffle(shuffle_buffer, seed=seed)
+    if problem.lm:
+      ds = ds.flat_map(lambda ex: _lm_windows(problem, ex, training, seed))
+    else:
+      ds = ds.map(problem.to_raw, num_parallel_calls=AUTOTUNE)
+    ds = ds.map(featurize, **order)
   if pack:
     ds = pack_examples(ds, lengths)
     ds = ds.batch(batch_size, drop_remainder=True)

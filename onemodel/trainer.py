@@ -66,6 +66,7 @@ class TrainConfig:
   jit_compile: bool = False
   seed: int = 0
   deterministic: bool = False       # same example order every run (slower input)
+  cache: bool = False               # keep prepared features (log-mel, ids) in memory
   report_mfu: bool = True           # measure the matmul peak once (cached) and log MFU
 
 
@@ -258,7 +259,8 @@ class Trainer:
                           vocab=self.vocabs[problem.name], seed=self.cfg.seed,
                           batch_tokens=batch_tokens // ctx.num_replicas_in_sync,
                           bucket_boundaries=self.cfg.bucket_boundaries,
-                          deterministic=self.cfg.deterministic, pack=self.cfg.pack)
+                          deterministic=self.cfg.deterministic, pack=self.cfg.pack,
+                          cache=self.cfg.cache)
     if self.cfg.grad_accum_steps > 1:  # [k, b, ...]: the micro-batches of one update
       ds = ds.batch(self.cfg.grad_accum_steps, drop_remainder=True)
     return ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id) \

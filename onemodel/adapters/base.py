@@ -25,8 +25,15 @@ class Modality:
   def features(self, raw, spec, vocab, training):
     """Raw value -> dict of fixed-shape tensors; '' is the main key.
 
-    Runs inside tf.data (graph mode) and eagerly; both are tested."""
+    Runs inside tf.data (graph mode) and eagerly; both are tested. With `training`,
+    the result is `augment(features(raw, ..., training=False), spec)`: the deterministic
+    part can be cached (TrainConfig.cache) and only `augment` runs every epoch."""
     raise NotImplementedError
+
+  def augment(self, feats, spec):
+    """Training-time random augmentation of `features(..., training=False)`'s output
+    (same keys and shapes). Default: none."""
+    return feats
 
   def input_layer(self, spec, vocab_size, model_dim, embedding=None):
     """Keras layer: features dict -> (x [B, L, D], mask [B, L] float)."""

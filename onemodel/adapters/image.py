@@ -78,12 +78,15 @@ class Image(base.Modality):
 
   def features(self, raw, spec, vocab, training):
     img = tf.ensure_shape(tf.cast(raw, tf.uint8), spec.shape)
+    return self.augment({"": img}, spec) if training else {"": img}
+
+  def augment(self, feats, spec):
+    """Random shift by up to ImageConfig.random_shift pixels (pad, then random crop)."""
     shift = ImageConfig().random_shift
-    if training and shift:
-      h, w, _ = spec.shape
-      img = tf.pad(img, [[shift, shift], [shift, shift], [0, 0]])
-      img = tf.image.random_crop(img, spec.shape)
-    return {"": img}
+    if not shift:
+      return feats
+    img = tf.pad(feats[""], [[shift, shift], [shift, shift], [0, 0]])
+    return {**feats, "": tf.image.random_crop(img, spec.shape)}
 
   def decode_raw(self, data, spec):
     """PNG/JPEG/GIF/BMP bytes -> uint8 [H, W, C] of the problem's shape."""

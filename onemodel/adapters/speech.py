@@ -86,10 +86,16 @@ class Speech(base.Modality):
     # Per-utterance mean/variance normalization over the real frames.
     mean, var = tf.nn.moments(feats, axes=[0], keepdims=True)
     feats = (feats - mean) * tf.math.rsqrt(var + 1e-5)
-    if training and (cfg.freq_mask or cfg.time_mask):
-      feats = _spec_augment(feats, cfg)
     feats = base.pad_or_truncate(feats, frames)               # [frames, mels]
-    return {"": feats, "length": tf.minimum(valid, frames)}
+    out = {"": feats, "length": tf.minimum(valid, frames)}
+    return self.augment(out, spec) if training else out
+
+  def augment(self, feats, spec):
+    """SpecAugment on the real frames (padding frames are zeros either way)."""
+    cfg = SpeechConfig()
+    if not (cfg.freq_mask or cfg.time_mask):
+      return feats
+    return {**feats, "": _spec_augment(feats[""], feats["length"], cfg)}
 
   def decode_raw(self, data, spec):
     """WAV bytes (16-bit PCM) -> float waveform in [-1, 1] at the problem's rate."""
@@ -110,14 +116,17 @@ class Speech(base.Modality):
     return Subsampler(model_dim, SpeechConfig(), name="speech_input")
 
 
-def _spec_augment(feats, cfg):
-  t, m = tf.shape(feats)[0], tf.shape(feats)[1]
+def _spec_augment(feats, length, cfg):
+  """One frequency mask and one time mask; the time mask lies within the first `length`
+  (real) frames and is at most a fifth of them."""
+  t, m = length, tf.shape(feats)[1]
   f = tf.random.uniform([], 0, cfg.freq_mask + 1, tf.int32)
   f0 = tf.random.uniform([], 0, tf.maximum(m - f, 1), tf.int32)
   mel_keep = 1.0 - tf.cast((tf.range(m) >= f0) & (tf.range(m) < f0 + f), feats.dtype)
   w = tf.minimum(tf.random.uniform([], 0, cfg.time_mask + 1, tf.int32), t // 5)
   t0 = tf.random.uniform([], 0, tf.maximum(t - w, 1), tf.int32)
-  time_keep = 1.0 - tf.cast((tf.range(t) >= t0) & (tf.range(t) < t0 + w), feats.dtype)
+  frames = tf.range(tf.shape(feats)[0])
+  time_keep = 1.0 - tf.cast((frames >= t0) & (frames < t0 + w), feats.dtype)
   return feats * time_keep[:, tf.newaxis] * mel_keep[tf.newaxis, :]
 
 
