@@ -28,10 +28,19 @@ def train(name, gin_files, params, output_root, manual_dir, data_dir):
     rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
   wall = time.time() - t0
   print(f"{name}: exit {rc}, {wall / 60:.1f} min, log {log}", flush=True)
-  return {"name": name, "dir": out, "rc": rc, "wall_s": wall, "command": " ".join(cmd)}
+  record = {"name": name, "dir": out, "rc": rc, "wall_s": wall, "command": " ".join(cmd)}
+  with open(os.path.join(output_root, f"{name}.run.json"), "w") as f:
+    json.dump(record, f, indent=1)
+  return record
 
 
 def reused(name, output_root):
+  """The record `train` left in OUTPUT_ROOT/NAME.run.json (wall time, exit code), or one
+  with an unknown wall time for runs that have none."""
+  path = os.path.join(output_root, f"{name}.run.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      return {**json.load(f), "dir": os.path.join(output_root, name)}
   return {"name": name, "dir": os.path.join(output_root, name), "rc": 0,
           "wall_s": float("nan"), "command": "(reused)"}
 
