@@ -557,6 +557,14 @@ class Trainer:
       out["sparsity"] = report
       print("pruning: achieved sparsity " + ", ".join(
           f"{k} {100 * v:.0f}%" for k, v in sorted(report.items())), flush=True)
+    if self.model_uses_moe():
+      pf = moe.params_and_flops(self.model.cfg)
+      out["moe"] = pf
+      print(f"mixture of experts: backbone parameters {pf['moe']['params']:,.0f} (dense "
+            f"{pf['dense']['params']:,.0f}, x{pf['ratio']['params']:.2f}), forward FLOPs "
+            f"per token {pf['moe']['flops_per_token']:,.0f} (dense "
+            f"{pf['dense']['flops_per_token']:,.0f}, x{pf['ratio']['flops_per_token']:.2f})",
+            flush=True)
     if out and self.is_chief:
       fileio.atomic_write_json(os.path.join(self.output_dir, "instruments.json"), out)
     return out

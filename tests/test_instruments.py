@@ -69,6 +69,9 @@ def test_noise_scale_moe_and_pruning_through_the_trainer(tmp_path, data_dir, man
   report = json.load(open(tmp_path / "instruments.json"))
   assert report["critical_batch_tokens"] > 0
   assert abs(report["sparsity"]["total"] - 0.75) < 0.01
+  # Top-1 of 4 experts: ~4x the FFN parameters at about the dense FLOPs per token.
+  assert report["moe"]["ratio"]["params"] > 2.0
+  assert 1.0 <= report["moe"]["ratio"]["flops_per_token"] < 1.1
   kernels = [v for v in t.pruner._weights.items]
   zeros = sum(int(np.sum(v.numpy() == 0)) for v in kernels)
   assert zeros >= 0.74 * sum(int(np.prod(v.shape)) for v in kernels)
