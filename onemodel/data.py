@@ -370,7 +370,7 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
     if problem.lm:
       ds = ds.flat_map(lambda ex: _lm_windows(problem, ex, training, seed))
     else:
-      ds = ds.map(problem.to_raw, num_parallel_calls=AUTOTUNE)
+      ds = ds.map(problem.to_raw, **order)
     ds = ds.map(featurize, **order)
   if pack:
     ds = pack_examples(ds, lengths)

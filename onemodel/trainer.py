@@ -241,6 +241,12 @@ class Trainer:
     if c.noise_scale and c.grad_accum_steps < 2:
       raise UserError("gin binding TrainConfig.noise_scale=True needs two batch sizes: "
                       "set TrainConfig.grad_accum_steps >= 2")
+    if c.cache:
+      for p in self.problems:
+        if p.augment is not None:
+          raise UserError(f"gin binding TrainConfig.cache=True: problem {p.name} augments "
+                          "raw inputs every epoch (Problem.augment), so its features "
+                          "cannot be cached; turn the cache off")
     if c.pack:
       for p in self.problems:
         bad = [r for r, spec in p.features() if spec.modality != "text"]

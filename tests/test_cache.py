@@ -52,3 +52,16 @@ def test_cached_epochs_share_features_but_not_masks(problems, data_dir, spec_aug
 def test_cache_is_for_training_only(problems, data_dir):
   with pytest.raises(ValueError, match="training only"):
     data.dataset(problems["mnist"], "test", data_dir, 8, training=False, cache=True)
+
+
+def test_cache_with_raw_augmentation_is_a_user_error(tmp_path, problems, data_dir,
+                                                     manual_dir, isolated_registry):
+  import dataclasses
+  from onemodel import registry
+  from onemodel import trainer as trainer_lib
+  from onemodel.errors import UserError
+  registry.register_problem(dataclasses.replace(problems["mnist"], name="mnist_shifted",
+                                                augment=lambda x: x))
+  gin.parse_config(["TrainConfig.problem = 'mnist_shifted'", "TrainConfig.cache = True"])
+  with pytest.raises(UserError, match=r"TrainConfig.cache=True: problem mnist_shifted"):
+    trainer_lib.Trainer(str(tmp_path), data_dir, manual_dir)
