@@ -1,88 +1,89 @@
-"""Asynchronous (parameter-server) training with `ClusterCoordinator`.
+"""Asynchronous (parameter-server) training with `ClusterCoordinator`: a runner for the
+same controller, hooks and per-replica step as synchronous training.
 
 The coordinator (this process, the cluster's 'chief') schedules training functions on
 the workers; each applies its own gradients to the variables on the parameter servers as
-soon as it has them. Same model, same per-replica step (`Trainer._step_fn`) as
-synchronous training; only the outer loop differs. The step count is the coordinator's
-own (steps scheduled and then joined) because Keras' `optimizer.iterations` undercounts
-under async updates (STACK.md). Staleness, per step: how many updates other workers
-applied between this step reading the weights and applying its gradients.
-A worker that dies is tolerated: the coordinator re-schedules its functions elsewhere.
-A mixture draws one problem per scheduled function (`steps_per_loop` steps).
+soon as it has them, and the controller joins them at every log, checkpoint or
+evaluation boundary. The step count is the coordinator's own (steps scheduled, then
+joined): Keras' `optimizer.iterations` undercounts under concurrent updates, so every
+scheduled function is told the steps it trains and sets the optimizer's iteration (and
+with it the learning-rate schedule) from them. Staleness, per step: how many updates
+other workers applied between this step reading the weights and applying its gradients.
+Each worker reads its own shard of the training data
+(`tf.distribute.coordinator.experimental_get_current_worker_index`). A worker that dies
+is tolerated: the coordinator re-schedules its functions elsewhere.
 """
-
-import functools
 
 import tensorflow as tf
 
-from onemodel import trainer as trainer_lib
+from onemodel import hooks as hooks_lib
 
 
-def train(t: "trainer_lib.Trainer"):
-  cfg = t.cfg
-  coordinator = tf.distribute.coordinator.ClusterCoordinator(t.strategy)
-  t._build_variables()
-  t._restore_latest()
-  start = int(t.step.numpy())
+def num_workers(strategy) -> int:
+  return len(strategy.cluster_resolver.cluster_spec().as_dict().get("worker", [])) or 1
 
-  def per_worker_dataset_fn(problem):
-    return t.strategy.distribute_datasets_from_function(
-        functools.partial(t._dataset, problem=problem))
 
-  per_worker_iters = [iter(coordinator.create_per_worker_dataset(
-      functools.partial(per_worker_dataset_fn, p))) for p in t.problems]
-  version = t.version
-  n = cfg.steps_per_loop
+class AsyncRunner:
+  """Schedules `steps_per_loop` steps per function, as many as the controller asks."""
 
-  def make_worker_fn(index):
-    step_fn = t._step_fn(t.problems[index].name)
+  def __init__(self, t):
+    self.t = t
+    self.max_chunk = t.cfg.train_steps  # the controller cuts chunks at its boundaries
+    self.coordinator = tf.distribute.coordinator.ClusterCoordinator(t.strategy)
+    self.staleness = hooks_lib.StalenessHook()
+    self.hooks = [self.staleness]
+    workers = num_workers(t.strategy)
+
+    def per_worker_dataset_fn(problem):
+      def fn(ctx):
+        index = tf.distribute.coordinator.experimental_get_current_worker_index()
+        return t.dataset(ctx, problem, shard=(workers, index))
+      return t.strategy.distribute_datasets_from_function(fn)
+
+    self.iterators = [iter(self.coordinator.create_per_worker_dataset(
+        lambda p=p: per_worker_dataset_fn(p))) for p in t.problems]
+    self.worker_fns = [self._make_worker_fn(i) for i in range(len(t.problems))]
+
+  def _make_worker_fn(self, index):
+    t, keys = self.t, self.t.stat_keys
+    step_fn, version, pruner = t.step_fn(index), t.version, t.pruner
+    one_hot = tf.one_hot(index, len(t.problems), dtype=tf.int64)
 
     @tf.function
-    def worker_fn(iterator):
-      total, count, stale = tf.constant(0.0), tf.constant(0.0), tf.constant(0, tf.int64)
-      for _ in tf.range(n):
+    def worker_fn(iterator, first_step, num_steps):
+      totals = {k: tf.constant(0.0) for k in keys}
+      stale = tf.constant(0, tf.int64)
+      for j in tf.range(num_steps):
+        step = first_step + tf.cast(j, tf.int64)
+        t.optimizer.iterations.assign(step)  # the learning-rate schedule's step
         seen = version.read_value()
         stats = t.strategy.run(step_fn, (next(iterator),))
         after = version.assign_add(1)
         stale += after - 1 - seen
-        total += stats["loss_sum"]
-        count += stats["tokens"]
-      t.problem_steps.assign_add(tf.one_hot(index, len(t.problems), dtype=tf.int64) * n)
-      return total, count, stale
+        totals = {k: totals[k] + stats[k] for k in keys}
+        if pruner is not None:
+          pruner.update(step + 1)
+          pruner.apply()
+      t.problem_steps.assign_add(one_hot * tf.cast(num_steps, tf.int64))
+      totals["stale"] = tf.cast(stale, tf.float32)
+      totals["count"] = tf.cast(num_steps, tf.float32)
+      return totals
 
     return worker_fn
 
-  worker_fns = [make_worker_fn(i) for i in range(len(t.problems))]
-
-  writer, eval_writer = t._writer("train"), t._writer("eval")
-  progress = trainer_lib.Progress(cfg.train_steps, start)
-  step, loss, pending = start, float("nan"), []
-  if cfg.train_steps % n or start % n:
-    print(f"note: parameter-server training schedules {n} steps at a time "
-          "(TrainConfig.steps_per_loop); the step count is rounded up to a multiple")
-  while step < cfg.train_steps:
-    i = t.sampler.problem_index(step) if t.sampler else 0
-    pending.append(coordinator.schedule(worker_fns[i], args=(per_worker_iters[i],)))
-    step += n
-    evaluate = cfg.eval_every_steps and step % cfg.eval_every_steps == 0 and \
-        step < cfg.train_steps
-    if step % cfg.log_every_steps == 0 or step >= cfg.train_steps or \
-        step % cfg.checkpoint_every_steps == 0 or evaluate:
-      coordinator.join()
-      done = [r.fetch() for r in pending]
-      pending = []
-      total = sum(float(d[0]) for d in done)
-      count = sum(float(d[1]) for d in done)
-      stale = sum(int(d[2]) for d in done) / max(len(done) * n, 1)
-      loss = total / max(count, 1.0)
-      t.step.assign(step)
-      mix, shown = t._mixture_scalars({}) if t.mixture else ({}, "")
-      rate, _ = progress.update(step, loss, f" | staleness {stale:.2f}{shown}")
-      t._log_scalars(writer, step, loss, rate, staleness=stale, **mix)
-      if step % cfg.checkpoint_every_steps == 0 or step >= cfg.train_steps:
-        t.manager.save(checkpoint_number=step)
-      if evaluate:  # inline, on the coordinator, reading the parameter servers' weights
-        t.evaluate(cfg.eval_role, step, eval_writer)
-  coordinator.join()
-  t.step.assign(step)
-  return t._finish(step, loss, writer, eval_writer)
+  def run(self, step: int, num_steps: int):
+    t, n, pending = self.t, self.t.cfg.steps_per_loop, []
+    end = step + num_steps
+    while step < end:
+      count = min(n, end - step)
+      i = t.sampler.problem_index(step) if t.sampler else 0
+      pending.append((i, self.coordinator.schedule(
+          self.worker_fns[i], args=(self.iterators[i], tf.constant(step, tf.int64),
+                                    tf.constant(count)))))
+      step += count
+    self.coordinator.join()
+    t.step.assign(end)
+    out = []
+    for i, remote in pending:
+      out.append((i, {k: float(v) for k, v in remote.fetch().items()}))
+    return out

@@ -36,7 +36,7 @@ def builder(problem, data_dir: str):
 
 def is_prepared(problem, data_dir: str) -> bool:
   b = builder(problem, data_dir)
-  return os.path.exists(os.path.join(b.data_dir, "dataset_info.json"))
+  return tf.io.gfile.exists(os.path.join(b.data_dir, "dataset_info.json"))
 
 
 def prepare(problem, data_dir: str, manual_dir: str, download: bool = False) -> None:
@@ -66,18 +66,22 @@ def _check_prepared(problem, data_dir):
         f"onemodel-prepare --problem={problem.name} --data_dir={data_dir}")
 
 
-def raw_split(problem, role: str, data_dir: str, shuffle_files=False) -> tf.data.Dataset:
+def raw_split(problem, role: str, data_dir: str, shuffle_files=False,
+              shuffle_seed=None) -> tf.data.Dataset:
   """The problem's split for `role` ('train', 'eval', 'test') as raw TFDS examples."""
+  import tensorflow_datasets as tfds
   _check_prepared(problem, data_dir)
   if role not in problem.splits:
     raise UserError(f"problem {problem.name} has no {role!r} split "
                     f"(it has {', '.join(problem.splits)})")
-  return builder(problem, data_dir).as_dataset(split=problem.splits[role],
-                                               shuffle_files=shuffle_files)
+  return builder(problem, data_dir).as_dataset(
+      split=problem.splits[role], shuffle_files=shuffle_files,
+      read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed))
 
 
-def get_vocab(problem, data_dir: str) -> Optional[vocab_lib.Vocab]:
-  """The problem's text vocabulary (learned from its training text on first use)."""
+def get_vocab(problem, data_dir: str, wait_s: float = 0.0) -> Optional[vocab_lib.Vocab]:
+  """The problem's text vocabulary (learned from its training text on first use; with
+  `wait_s`, waited for instead: see `vocab.get_or_build_vocab`)."""
   specs = problem.text_specs()
   if not specs:
     return None
@@ -89,17 +93,17 @@ def get_vocab(problem, data_dir: str) -> Optional[vocab_lib.Vocab]:
       for role, _ in specs:
         yield raw[role].decode("utf-8")
 
-  return vocab_lib.get_or_build_vocab(data_dir, problem.name, spec, texts)
+  return vocab_lib.get_or_build_vocab(data_dir, problem.name, spec, texts, wait_s=wait_s)
 
 
-def get_vocabs(problems, data_dir: str):
+def get_vocabs(problems, data_dir: str, wait_s: float = 0.0):
   """Vocabularies for problems trained together -> ({problem: vocab}, {problem: key}).
 
   Alone, a problem learns its own vocabulary. Together, the text features of the same
   vocabulary kind ('sentencepiece' subwords, 'char') share ONE vocabulary learned from
   all their training text, and the model one embedding/softmax for them (the key)."""
   if len(problems) == 1:
-    return {problems[0].name: get_vocab(problems[0], data_dir)}, {}
+    return {problems[0].name: get_vocab(problems[0], data_dir, wait_s)}, {}
   from onemodel import mixtures
   from onemodel import problem as problem_lib
   vocabs, keys, groups = {}, {}, {}
@@ -111,7 +115,7 @@ def get_vocabs(problems, data_dir: str):
       vocabs[p.name] = None
   for kind, members in groups.items():
     if len(members) == 1:
-      vocabs[members[0].name] = get_vocab(members[0], data_dir)
+      vocabs[members[0].name] = get_vocab(members[0], data_dir, wait_s)
       continue
     size = max(s.vocab.size for p in members for _, s in p.text_specs())
     spec = problem_lib.VocabSpec(kind, size)
@@ -125,7 +129,7 @@ def get_vocabs(problems, data_dir: str):
             yield raw[role].decode("utf-8")
 
     vocab = vocab_lib.get_or_build_vocab(
-        data_dir, mixtures.shared_vocab_name(members, kind), spec, texts)
+        data_dir, mixtures.shared_vocab_name(members, kind), spec, texts, wait_s=wait_s)
     for p in members:
       vocabs[p.name] = vocab
       if p.targets.modality == "text":
@@ -139,12 +143,14 @@ def train_size(problem, data_dir: str) -> int:
 
 
 def _lm_windows(problem, ex, training, seed=None):
-  """Language modelling: one random window (train) or all full windows (eval)."""
+  """Language modelling: one random window (train; a pure function of the example's
+  `seed`) or all full windows (eval)."""
   n = problem.targets.length
   text = problem.to_raw(ex)["targets"]
   if training:
     chars = tf.strings.length(text, unit="UTF8_CHAR")
-    start = tf.random.uniform([], 0, tf.maximum(chars - n, 0) + 1, tf.int32, seed=seed)
+    start = tf.random.stateless_uniform([], seed, 0, tf.maximum(chars - n, 0) + 1,
+                                        tf.int32)
     return tf.data.Dataset.from_tensors(
         {"targets": tf.strings.substr(text, start, n, unit="UTF8_CHAR")})
   starts = tf.range(0, tf.strings.length(text, unit="UTF8_CHAR") - n + 1, n)
@@ -153,15 +159,21 @@ def _lm_windows(problem, ex, training, seed=None):
                                     tf.fill(tf.shape(starts), n), unit="UTF8_CHAR")})
 
 
-def example_features(problem, raw: Dict[str, tf.Tensor], vocab, training: bool):
-  """Raw {'inputs', 'targets'} -> fixed-shape model features (runs in tf.data)."""
+def example_features(problem, raw: Dict[str, tf.Tensor], vocab, training: bool,
+                     seed=None):
+  """Raw {'inputs', 'targets'} -> fixed-shape model features (runs in tf.data).
+
+  With `training`, inputs are augmented as a pure function of `seed` ([2] int64, one per
+  example; a constant one if not given)."""
+  if training and seed is None:
+    seed = tf.constant([0, 0], tf.int64)
   out = {}
   if problem.inputs is not None:
     x = raw["inputs"]
     if training and problem.augment is not None:
-      x = problem.augment(x)
+      x = problem.augment(x, tf.random.experimental.stateless_fold_in(seed, 1))
     mod = adapters.get_modality(problem.inputs.modality)
-    for k, v in mod.features(x, problem.inputs, vocab, training).items():
+    for k, v in mod.features(x, problem.inputs, vocab, training=False).items():
       out["inputs" + (f"_{k}" if k else "")] = v
   spec = problem.targets
   ids = adapters.get_modality(spec.modality).target_ids(raw["targets"], spec, vocab)
@@ -171,18 +183,19 @@ def example_features(problem, raw: Dict[str, tf.Tensor], vocab, training: bool):
   else:
     from onemodel.adapters.base import with_eos
     out["targets"] = with_eos(ids, spec.length)
-  return out
+  return augment_features(problem, out, seed) if training else out
 
 
-def augment_features(problem, feats):
+def augment_features(problem, feats, seed):
   """Training-time augmentation of `example_features(..., training=False)`'s output:
-  the input modality's `augment` (SpecAugment, random shift), applied after the cache."""
+  the input modality's `augment` (SpecAugment, random shift), applied after the cache,
+  a pure function of the example's `seed`."""
   if problem.inputs is None:
     return feats
   mod = adapters.get_modality(problem.inputs.modality)
   keys = {k: k[len("inputs_"):] if k.startswith("inputs_") else "" for k in feats
           if k == "inputs" or k.startswith("inputs_")}
-  aug = mod.augment({sub: feats[k] for k, sub in keys.items()}, problem.inputs)
+  aug = mod.augment({sub: feats[k] for k, sub in keys.items()}, problem.inputs, seed)
   return {**feats, **{k: aug[sub] for k, sub in keys.items()}}
 
 
@@ -321,8 +334,11 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
             vocab=None, seed: Optional[int] = None, keep_raw: bool = False,
             shuffle_buffer: int = 4096, batch_tokens: int = 0, deterministic: bool = False,
             bucket_boundaries=(8, 12, 16, 20, 24, 32, 48),
-            pack: bool = False, cache: bool = False) -> tf.data.Dataset:
+            pack: bool = False, cache: bool = False, shard=None) -> tf.data.Dataset:
   """Batched features. Training: repeated, shuffled, static shapes (drop_remainder).
+
+  `shard` = (number of input pipelines, this one's index; either may be a tensor):
+  this pipeline reads only its share of the raw examples.
 
   With `batch_tokens` (training only, text features): length-bucketed batches of about
   that many tokens instead of `batch_size` examples.
@@ -349,29 +365,49 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
                      "off for it")
   order = dict(num_parallel_calls=AUTOTUNE, deterministic=deterministic or not training)
 
-  def featurize(raw, training=training):
-    feats = example_features(problem, raw, vocab, training)
+  def featurize(raw, seed=None, training=training):
+    feats = example_features(problem, raw, vocab, training, seed)
     if keep_raw:
       feats["targets_raw"] = raw["targets"]
     return feats
 
-  ds = raw_split(problem, role, data_dir, shuffle_files=training)
-  if cache and not problem.lm:
-    # Prepare once, then repeat/shuffle the cached features and augment per epoch.
-    ds = ds.map(problem.to_raw, **order)
-    ds = ds.map(functools.partial(featurize, training=False), **order).cache()
-    ds = ds.repeat().shuffle(shuffle_buffer, seed=seed)
-    ds = ds.map(functools.partial(augment_features, problem), **order)
-  else:
-    if cache:  # language modelling: the text is cached; windows are cut per epoch
-      ds = ds.cache()
-    if training:
-      ds = ds.repeat().shuffle(shuffle_buffer, seed=seed)
-    if problem.lm:
-      ds = ds.flat_map(lambda ex: _lm_windows(problem, ex, training, seed))
-    else:
-      ds = ds.map(problem.to_raw, **order)
+  # Distributed input: each input pipeline takes its shard of the raw examples first,
+  # in a fixed order, so that over one epoch the workers together read every example
+  # exactly once and each featurizes only its own (tf.distribute's input guide). Files
+  # are then read in a fixed order; the example shuffle below still mixes them.
+  num_shards, shard_index = shard or (1, 0)
+  sharded = not (isinstance(num_shards, int) and num_shards == 1)
+  ds = raw_split(problem, role, data_dir, shuffle_files=training and not sharded,
+                 shuffle_seed=seed)
+  if sharded:
+    ds = ds.shard(num_shards, shard_index)
+  if not training:
+    ds = ds.flat_map(lambda ex: _lm_windows(problem, ex, False)) if problem.lm else \
+        ds.map(problem.to_raw, **order)
     ds = ds.map(featurize, **order)
+  else:
+    if cache and not problem.lm:
+      # Prepare once, then repeat/shuffle the cached features and augment per epoch.
+      ds = ds.map(problem.to_raw, **order)
+      ds = ds.map(functools.partial(featurize, training=False), **order).cache()
+    elif cache:  # language modelling: the text is cached; windows are cut per epoch
+      ds = ds.cache()
+    ds = ds.repeat().shuffle(shuffle_buffer, seed=seed)
+    # One seed per example for its random augmentation, from a counter: the counter is
+    # part of the iterator's checkpoint, so a resumed run draws the same augmentation
+    # (stateful random ops would make the iterator impossible to checkpoint).
+    base = tf.stack([tf.cast(seed or 0, tf.int64), tf.cast(shard_index, tf.int64)])
+    seeds = tf.data.Dataset.counter().map(
+        lambda i: tf.random.experimental.stateless_fold_in(base, i))
+    ds = tf.data.Dataset.zip(ds, seeds)
+    if cache and not problem.lm:
+      ds = ds.map(lambda feats, s: augment_features(problem, feats, s), **order)
+    elif problem.lm:
+      ds = ds.flat_map(lambda ex, s: _lm_windows(problem, ex, True, s))
+      ds = ds.map(featurize, **order)
+    else:
+      ds = ds.map(lambda ex, s: (problem.to_raw(ex), s), **order)
+      ds = ds.map(featurize, **order)
   if pack:
     ds = pack_examples(ds, lengths)
     ds = ds.batch(batch_size, drop_remainder=True)

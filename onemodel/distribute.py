@@ -33,6 +33,16 @@ def tf_config() -> dict:
   return cfg
 
 
+def default_device() -> str:
+  """Where a single-device job (training, evaluation, export) runs: the first GPU or
+  TPU core if there is one, else the CPU."""
+  for kind in ("GPU", "TPU"):
+    devices = tf.config.list_logical_devices(kind)
+    if devices:
+      return devices[0].name
+  return "/cpu:0"
+
+
 def task() -> tuple:
   """(task type, index) of this process, ('chief', 0) without a cluster."""
   t = tf_config().get("task", {})

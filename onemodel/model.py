@@ -53,8 +53,10 @@ class OneModel(keras.Model):
       if p.inputs is not None:
         imod = adapters.get_modality(p.inputs.modality)
         shared = self.embeddings[key] if p.inputs.modality == p.targets.modality else None
+        # Named by problem: two image problems get two adapters with distinct
+        # variable paths (the checkpoint keys weights by path).
         self.input_adapters[p.name] = imod.input_layer(
-            p.inputs, size, d, embedding=shared)
+            p.inputs, size, d, embedding=shared, name=f"{p.name}_{imod.name}_input")
     # Sublayers create their variables on first call; there is nothing to build here.
     self.built = True
 
@@ -141,10 +143,10 @@ def token_loss(logits, targets, label_smoothing=0.0):
   return tf.reduce_sum(xent * mask), tf.reduce_sum(mask)
 
 
-def build(problems, vocabs, vocab_keys=None) -> OneModel:
-  """Builds the model and creates its variables with one dummy forward pass per problem."""
+def build(problems, vocabs, vocab_keys=None,
+          cfg: Optional[backbone_lib.BackboneConfig] = None) -> OneModel:
+  """The model for `problems`; its variables are created on the first call."""
   # A fixed name: variable paths (checkpoint keys of weights and pruning masks) must not
   # depend on how many models this process built before.
-  model = OneModel(problems, vocabs, backbone_lib.BackboneConfig(), vocab_keys,
-                   name="one_model")
-  return model
+  return OneModel(problems, vocabs, cfg or backbone_lib.BackboneConfig(), vocab_keys,
+                  name="one_model")

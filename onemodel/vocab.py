@@ -18,6 +18,7 @@ convention, so T2T `.subwords` files load with the same ids) and 2 for unknown.
 import io
 import json
 import os
+import time
 from typing import Iterable, List, Sequence
 
 import gin
@@ -135,13 +136,12 @@ class T2TSubwordVocab(Vocab):
 
   def __init__(self, path: str):
     import tensorflow_datasets as tfds
-    if not os.path.isfile(path):
+    if not tf.io.gfile.exists(path):
       raise UserError(f"T2T vocabulary file {path} does not exist")
     prefix = path[:-len(".subwords")] if path.endswith(".subwords") else path
-    if not os.path.isfile(prefix + ".subwords"):
+    if not tf.io.gfile.exists(prefix + ".subwords"):
       raise UserError(f"T2T vocabulary {path}: expected a file ending in .subwords")
-    with open(prefix + ".subwords", encoding="utf-8") as f:
-      lines = [l.rstrip("\n") for l in f if l.strip()]
+    lines = [l for l in fileio.read_text(prefix + ".subwords").splitlines() if l.strip()]
     if lines[:2] != ["'<pad>'", "'<EOS>'"]:
       raise UserError(f"T2T vocabulary {path}: expected '<pad>' and '<EOS>' as its first "
                       f"two lines, found {lines[:2]}")
@@ -181,24 +181,33 @@ def vocab_path(data_dir: str, problem_name: str, spec) -> str:
 
 
 def load_vocab(path: str, kind: str) -> Vocab:
-  with open(path, "rb") as f:
-    data = f.read()
+  data = fileio.read_bytes(path)
   if kind == "sentencepiece":
     return SentencePieceVocab(data)
   return CharVocab(json.loads(data.decode("utf-8")))
 
 
-def get_or_build_vocab(data_dir: str, problem_name: str, spec, texts_fn) -> Vocab:
+def get_or_build_vocab(data_dir: str, problem_name: str, spec, texts_fn,
+                       t2t_file: str = "", wait_s: float = 0.0) -> Vocab:
   """Loads a problem's vocabulary, learning it from `texts_fn()` on first use.
 
   Saved under DATA_DIR/vocab/PROBLEM/, next to the prepared TFDS data; written to a
   temporary file and renamed, so a crash never leaves half a vocabulary behind.
+  With `wait_s` (a cluster's non-chief workers) it never learns one: it waits up to that
+  long for the chief's, so that every worker trains with the same vocabulary.
   """
-  t2t = text_vocab()
+  t2t = t2t_file or text_vocab()
   if t2t:
     return T2TSubwordVocab(t2t)
   path = vocab_path(data_dir, problem_name, spec)
-  if os.path.exists(path):
+  if wait_s:
+    deadline = time.time() + wait_s
+    while not tf.io.gfile.exists(path):
+      if time.time() > deadline:
+        raise UserError(f"vocabulary {path} was not written by the chief within "
+                        f"{wait_s:.0f} s; run onemodel-prepare first")
+      time.sleep(1)
+  if tf.io.gfile.exists(path):
     return load_vocab(path, spec.kind)
   texts = list(texts_fn())
   if spec.kind == "sentencepiece":

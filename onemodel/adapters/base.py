@@ -22,21 +22,26 @@ class Modality:
   name = ""
   is_target = False  # can be a target (emits tokens through the decoder)
 
-  def features(self, raw, spec, vocab, training):
+  def features(self, raw, spec, vocab, training, seed=None):
     """Raw value -> dict of fixed-shape tensors; '' is the main key.
 
     Runs inside tf.data (graph mode) and eagerly; both are tested. With `training`,
-    the result is `augment(features(raw, ..., training=False), spec)`: the deterministic
-    part can be cached (TrainConfig.cache) and only `augment` runs every epoch."""
+    the result is `augment(features(raw, ..., training=False), spec, seed)`: the
+    deterministic part can be cached (TrainConfig.cache) and only `augment` runs every
+    epoch."""
     raise NotImplementedError
 
-  def augment(self, feats, spec):
+  def augment(self, feats, spec, seed):
     """Training-time random augmentation of `features(..., training=False)`'s output
-    (same keys and shapes). Default: none."""
+    (same keys and shapes). `seed` is a [2] int64 tensor, a different one per example:
+    use stateless random ops (`tf.random.stateless_*`), so that the input pipeline can
+    be checkpointed and a resumed run augments every example exactly as before.
+    Default: none."""
     return feats
 
-  def input_layer(self, spec, vocab_size, model_dim, embedding=None):
-    """Keras layer: features dict -> (x [B, L, D], mask [B, L] float)."""
+  def input_layer(self, spec, vocab_size, model_dim, embedding=None, name=None):
+    """Keras layer: features dict -> (x [B, L, D], mask [B, L] float). `name` is unique
+    per problem: it is the prefix of the layer's variables' checkpoint paths."""
     raise NotImplementedError(f"modality {self.name!r} cannot be an input")
 
   def target_ids(self, raw, spec, vocab):

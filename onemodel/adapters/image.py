@@ -76,17 +76,18 @@ class PatchEmbedding(keras.layers.Layer):
 class Image(base.Modality):
   name = "image"
 
-  def features(self, raw, spec, vocab, training):
+  def features(self, raw, spec, vocab, training, seed=None):
     img = tf.ensure_shape(tf.cast(raw, tf.uint8), spec.shape)
-    return self.augment({"": img}, spec) if training else {"": img}
+    return self.augment({"": img}, spec, seed) if training else {"": img}
 
-  def augment(self, feats, spec):
-    """Random shift by up to ImageConfig.random_shift pixels (pad, then random crop)."""
+  def augment(self, feats, spec, seed):
+    """Random shift by up to ImageConfig.random_shift pixels (pad, then random crop),
+    a pure function of `seed` so that a resumed input pipeline repeats it exactly."""
     shift = ImageConfig().random_shift
     if not shift:
       return feats
     img = tf.pad(feats[""], [[shift, shift], [shift, shift], [0, 0]])
-    return {**feats, "": tf.image.random_crop(img, spec.shape)}
+    return {**feats, "": tf.image.stateless_random_crop(img, spec.shape, seed)}
 
   def decode_raw(self, data, spec):
     """PNG/JPEG/GIF/BMP bytes -> uint8 [H, W, C] of the problem's shape."""
@@ -101,9 +102,10 @@ class Image(base.Modality):
                         [f"onemodel: image must be {h}x{w}, got", tf.shape(img)[:2]])
     return tf.ensure_shape(img, spec.shape)
 
-  def input_layer(self, spec, vocab_size, model_dim, embedding=None):
+  def input_layer(self, spec, vocab_size, model_dim, embedding=None, name=None):
     h, w, _ = spec.shape
-    return PatchEmbedding(h, w, ImageConfig().patch_size, model_dim, name="image_input")
+    return PatchEmbedding(h, w, ImageConfig().patch_size, model_dim,
+                          name=name or "image_input")
 
 
 base.MODALITIES.register("image", Image())

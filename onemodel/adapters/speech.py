@@ -74,7 +74,7 @@ class Subsampler(keras.layers.Layer):
 class Speech(base.Modality):
   name = "speech"
 
-  def features(self, raw, spec, vocab, training):
+  def features(self, raw, spec, vocab, training, seed=None):
     cfg = SpeechConfig()
     wav = tf.cast(raw, tf.float32)
     if raw.dtype == tf.int16:
@@ -88,14 +88,14 @@ class Speech(base.Modality):
     feats = (feats - mean) * tf.math.rsqrt(var + 1e-5)
     feats = base.pad_or_truncate(feats, frames)               # [frames, mels]
     out = {"": feats, "length": tf.minimum(valid, frames)}
-    return self.augment(out, spec) if training else out
+    return self.augment(out, spec, seed) if training else out
 
-  def augment(self, feats, spec):
+  def augment(self, feats, spec, seed):
     """SpecAugment on the real frames (padding frames are zeros either way)."""
     cfg = SpeechConfig()
     if not (cfg.freq_mask or cfg.time_mask):
       return feats
-    return {**feats, "": _spec_augment(feats[""], feats["length"], cfg)}
+    return {**feats, "": _spec_augment(feats[""], feats["length"], cfg, seed)}
 
   def decode_raw(self, data, spec):
     """WAV bytes (16-bit PCM) -> float waveform in [-1, 1] at the problem's rate."""
@@ -112,19 +112,25 @@ class Speech(base.Modality):
                          rate])
     return audio[:, 0]
 
-  def input_layer(self, spec, vocab_size, model_dim, embedding=None):
-    return Subsampler(model_dim, SpeechConfig(), name="speech_input")
+  def input_layer(self, spec, vocab_size, model_dim, embedding=None, name=None):
+    return Subsampler(model_dim, SpeechConfig(), name=name or "speech_input")
 
 
-def _spec_augment(feats, length, cfg):
+def _spec_augment(feats, length, cfg, seed):
   """One frequency mask and one time mask; the time mask lies within the first `length`
-  (real) frames and is at most a fifth of them."""
+  (real) frames and is at most a fifth of them. Stateless: a pure function of `seed`
+  (a stateful random op would also make the tf.data iterator uncheckpointable)."""
   t, m = length, tf.shape(feats)[1]
-  f = tf.random.uniform([], 0, cfg.freq_mask + 1, tf.int32)
-  f0 = tf.random.uniform([], 0, tf.maximum(m - f, 1), tf.int32)
+  s = tf.random.experimental.stateless_split(seed, 4)
+
+  def draw(i, high):
+    return tf.random.stateless_uniform([], s[i], 0, high, tf.int32)
+
+  f = draw(0, cfg.freq_mask + 1)
+  f0 = draw(1, tf.maximum(m - f, 1))
   mel_keep = 1.0 - tf.cast((tf.range(m) >= f0) & (tf.range(m) < f0 + f), feats.dtype)
-  w = tf.minimum(tf.random.uniform([], 0, cfg.time_mask + 1, tf.int32), t // 5)
-  t0 = tf.random.uniform([], 0, tf.maximum(t - w, 1), tf.int32)
+  w = tf.minimum(draw(2, cfg.time_mask + 1), t // 5)
+  t0 = draw(3, tf.maximum(t - w, 1))
   frames = tf.range(tf.shape(feats)[0])
   time_keep = 1.0 - tf.cast((frames >= t0) & (frames < t0 + w), feats.dtype)
   return feats * time_keep[:, tf.newaxis] * mel_keep[tf.newaxis, :]

@@ -19,8 +19,8 @@ class Text(base.Modality):
   def target_ids(self, raw, spec, vocab):
     return vocab.encode_tf(raw)
 
-  def input_layer(self, spec, vocab_size, model_dim, embedding=None):
-    return base.TokenInput(embedding, name="text_input")
+  def input_layer(self, spec, vocab_size, model_dim, embedding=None, name=None):
+    return base.TokenInput(embedding, name=name or "text_input")
 
   def postprocess(self, ids, spec, vocab):
     return vocab.decode(ids)

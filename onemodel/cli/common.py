@@ -82,8 +82,13 @@ def load_run():
   if not os.path.isfile(config):
     raise UserError(f"{config} not found: is {out} an onemodel-train output dir?")
   parse_gin([config] + FLAGS.gin_file, FLAGS.gin_param)
+  from onemodel import backbone
+  from onemodel import distribute
   from onemodel import trainer
-  t = trainer.Trainer(out, FLAGS.data_dir, FLAGS.manual_dir)
+  # No optimizer and no training input pipeline: only the model, on the default device.
+  t = trainer.Trainer(out, FLAGS.data_dir, FLAGS.manual_dir, cfg=trainer.TrainConfig(),
+                      backbone_cfg=backbone.BackboneConfig(), training=False,
+                      strategy=distribute.get_strategy())
   path = t.restore(FLAGS.checkpoint)
   return t, path
 
@@ -123,6 +128,9 @@ def run(main):
       return main(argv)
     except UserError as e:
       print(f"{prog}: error: {e}", file=sys.stderr, flush=True)
-      sys.exit(1)
+      sys.exit(getattr(e, "exit_code", 1))
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside training
+      print(f"{prog}: interrupted", file=sys.stderr, flush=True)
+      sys.exit(130)
 
   app.run(_main)

@@ -24,12 +24,17 @@ def main(argv):
     return  # a parameter-server cluster's worker or ps: it only hosts variables/ops
   common.load_plugins()
   common.parse_gin(FLAGS.gin_file, FLAGS.gin_param)
+  import gin
+  from onemodel import backbone
   from onemodel import trainer
   if not FLAGS.output_dir:
     raise common.UserError("--output_dir is required")
+  # gin is read here, at the edge; the library gets values.
+  cfg, backbone_cfg = trainer.TrainConfig(), backbone.BackboneConfig()
   t = trainer.Trainer(FLAGS.output_dir, FLAGS.data_dir, FLAGS.manual_dir,
-                      strategy=distribute.get_strategy(FLAGS.strategy, FLAGS.tpu))
-  t.train()
+                      strategy=distribute.get_strategy(FLAGS.strategy, FLAGS.tpu),
+                      cfg=cfg, backbone_cfg=backbone_cfg)
+  t.train(config_text=gin.config_str(), operative_config=gin.operative_config_str)
 
 
 def run():

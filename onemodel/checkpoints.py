@@ -1,0 +1,123 @@
+"""Checkpoints a run can trust: complete, finite, and restorable past a corrupt file.
+
+- Every model variable is saved under its own, unique path (`weights/<path>`); two
+  variables with one path would silently share a checkpoint entry, so building fails.
+- A restore for training must match every object of the model, optimizer, step and
+  input pipeline (`assert_existing_objects_matched`); a run whose checkpoint does not fit
+  the current config is an `IncompatibleRun`, not a partly initialized model.
+- A checkpoint that cannot be read (truncated, corrupt) is moved aside into
+  `checkpoints/corrupt/` with a warning, and the one before it is used.
+- A checkpoint with a non-finite weight is never written (it would push out good ones).
+"""
+
+import os
+from typing import Optional, Sequence
+
+import tensorflow as tf
+
+from onemodel.errors import UserError
+
+# Errors that mean "this file cannot be read", as opposed to "it does not fit".
+_UNREADABLE = (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.OutOfRangeError,
+               tf.errors.UnknownError, tf.errors.InternalError)
+
+
+class IncompatibleRun(UserError):
+  """The run's checkpoint does not fit the model the current config builds."""
+
+
+class NonFinite(UserError):
+  """Training produced a non-finite loss or weight."""
+
+
+def variables_by_path(variables: Sequence[tf.Variable]) -> dict:
+  """{path: variable}, failing if two variables share a path (one checkpoint entry)."""
+  out = {}
+  for v in variables:
+    if v.path in out and out[v.path] is not v:
+      raise ValueError(f"two model variables share the checkpoint path {v.path!r}: name "
+                       "each layer uniquely (adapters are named by their problem)")
+    out[v.path] = v
+  return out
+
+
+def all_finite(variables: Sequence[tf.Variable]) -> bool:
+  return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables
+                             if tf.as_dtype(v.dtype).is_floating]))
+
+
+class Keeper:
+  """A `tf.train.CheckpointManager` over `directory` with the rules above."""
+
+  def __init__(self, checkpoint: tf.train.Checkpoint, directory: str, max_to_keep: int,
+               watched: Sequence[tf.Variable] = ()):
+    self.checkpoint, self.directory, self.max_to_keep = checkpoint, directory, max_to_keep
+    self.watched = list(watched)
+    self.manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep)
+
+  @property
+  def latest(self) -> Optional[str]:
+    return self.manager.latest_checkpoint
+
+  def save(self, step: int) -> str:
+    """Saves at `step` unless a watched variable is non-finite (then NonFinite)."""
+    if self.watched and not all_finite(self.watched):
+      raise NonFinite(f"step {step}: a model weight is not finite; not saving a "
+                      f"checkpoint (the last good one is {self.latest or 'none'})")
+    if self.latest and self.latest.endswith(f"-{step}"):
+      return self.latest
+    return self.manager.save(checkpoint_number=step)
+
+  def restore(self, path: str = "", complete: bool = True, config_diff=()) -> Optional[str]:
+    """Restores `path`, or the newest readable checkpoint -> its path (None: none yet).
+
+    complete: every existing object must be in the checkpoint (training); otherwise
+    only what exists is restored and the checkpoint may hold more (evaluation builds
+    no optimizer or input pipeline) — but every model weight must still be found."""
+    candidates = [path] if path else list(reversed(self.manager.checkpoints))
+    for i, candidate in enumerate(candidates):
+      try:
+        status = self.checkpoint.restore(candidate)
+        if complete:
+          status.assert_existing_objects_matched()
+        else:
+          status.expect_partial()
+          status.assert_existing_objects_matched()
+        return candidate
+      except _UNREADABLE as e:
+        if path:
+          raise UserError(f"checkpoint {candidate} cannot be read: "
+                          f"{_first_line(e)}") from e
+        older = candidates[i + 1] if i + 1 < len(candidates) else None
+        print(f"onemodel: warning: checkpoint {candidate} cannot be read "
+              f"({_first_line(e)}); moved to {self._quarantine(candidate)}"
+              + (f", falling back to {older}" if older else ", starting from scratch"),
+              flush=True)
+      except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
+        hint = "; ".join(config_diff) if config_diff else _first_line(e)
+        raise IncompatibleRun(
+            f"checkpoint {candidate} does not fit the model this config builds ("
+            f"{hint}); train into a new --output_dir or keep the run's own config"
+        ) from e
+    return None
+
+  def _quarantine(self, prefix: str) -> str:
+    """Moves one checkpoint's files into checkpoints/corrupt/ and drops it from the
+    manager's list (the user's files are kept, never deleted)."""
+    dest = os.path.join(self.directory, "corrupt")
+    tf.io.gfile.makedirs(dest)
+    for f in tf.io.gfile.glob(prefix + ".*"):
+      tf.io.gfile.rename(f, os.path.join(dest, os.path.basename(f)), overwrite=True)
+    keep = [p for p in self.manager.checkpoints if p != prefix]
+    tf.compat.v1.train.update_checkpoint_state(
+        self.directory, keep[-1] if keep else "", all_model_checkpoint_paths=keep)
+    if not keep:
+      tf.io.gfile.remove(os.path.join(self.directory, "checkpoint"))
+    self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,
+                                              self.max_to_keep)
+    return dest
+
+
+def _first_line(e: Exception) -> str:
+  text = getattr(e, "message", None) or str(e) or type(e).__name__
+  return text.strip().splitlines()[0][:200]

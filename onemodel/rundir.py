@@ -1,0 +1,155 @@
+"""The run directory: one trainer at a time, its config files, metrics, and leftovers.
+
+Layout of OUTPUT_DIR (local, `gs://` or any `tf.io.gfile` filesystem):
+  .lock                   the trainer that owns the run (pid, host); one at a time
+  config.gin              the config the checkpoints were trained with (eval/export read it)
+  operative_config.gin    every value actually used
+  checkpoints/            see checkpoints.py
+  metrics_*.json, instruments.json, train/ and eval/ TensorBoard summaries
+Nothing here is overwritten before the run's checkpoint restored with the new config;
+every file is written to a temporary name and renamed (fileio.py).
+"""
+
+import json
+import os
+import socket
+import time
+
+import tensorflow as tf
+
+from onemodel import fileio
+from onemodel.errors import UserError
+
+LOCK = ".lock"
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+class RunDir:
+  """OUTPUT_DIR of one training run; only the chief writes into it."""
+
+  def __init__(self, output_dir: str, is_chief: bool = True):
+    if not output_dir:
+      raise UserError("--output_dir is required")
+    self.path, self.is_chief = output_dir, is_chief
+    self._locked = False
+
+  def join(self, *names) -> str:
+    return os.path.join(self.path, *names)
+
+  def check_writable(self) -> None:
+    """Fails early, with the directory's name, if the output dir is not writable."""
+    try:
+      tf.io.gfile.makedirs(self.path)
+      fileio.atomic_write_text(self.join(".write_probe"), "ok")
+      tf.io.gfile.remove(self.join(".write_probe"))
+    except (OSError, tf.errors.OpError) as e:
+      reason = getattr(e, "strerror", None) or getattr(e, "message", None) or e
+      raise UserError(f"output dir {self.path} is not writable: {reason}") from e
+
+  # -- one trainer per run ---------------------------------------------------------------
+
+  def lock(self) -> None:
+    """Takes OUTPUT_DIR/.lock, or fails in one line if a live trainer holds it. A lock
+    left by a dead process on this host is taken over."""
+    if not self.is_chief:
+      return
+    path, me = self.join(LOCK), {"pid": os.getpid(), "host": socket.gethostname(),
+                                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(2):
+      if self._create_exclusive(path, json.dumps(me)):
+        self._locked = True
+        return
+      try:
+        owner = json.loads(fileio.read_text(path))
+      except (ValueError, tf.errors.OpError):
+        owner = {}
+      if owner.get("host") == me["host"] and owner.get("pid") and \
+          not _alive(int(owner["pid"])):
+        print(f"onemodel: taking over the stale lock of {self.path} (process "
+              f"{owner['pid']} is gone)", flush=True)
+        tf.io.gfile.remove(path)
+        continue
+      raise UserError(
+          f"output dir {self.path} is in use by another trainer (pid "
+          f"{owner.get('pid', '?')} on {owner.get('host', '?')} since "
+          f"{owner.get('since', '?')}); wait for it, use another --output_dir, or delete "
+          f"{path} if that trainer is gone")
+    raise UserError(f"could not take the lock {path}")
+
+  @staticmethod
+  def _create_exclusive(path: str, text: str) -> bool:
+    if fileio.is_local(path):
+      try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      except FileExistsError:
+        return False
+      with os.fdopen(fd, "w") as f:
+        f.write(text)
+      return True
+    # Object stores have no exclusive create: best effort (check, then write).
+    if tf.io.gfile.exists(path):
+      return False
+    fileio.atomic_write_text(path, text)
+    return True
+
+  def unlock(self) -> None:
+    if self._locked:
+      self._locked = False
+      if tf.io.gfile.exists(self.join(LOCK)):
+        tf.io.gfile.remove(self.join(LOCK))
+
+  # -- files -----------------------------------------------------------------------------
+
+  def write_text(self, name: str, text: str) -> None:
+    if self.is_chief:
+      fileio.atomic_write_text(self.join(name), text)
+
+  def write_json(self, name: str, obj) -> None:
+    if self.is_chief:
+      fileio.atomic_write_json(self.join(name), obj)
+
+  def read_config(self) -> str:
+    path = self.join("config.gin")
+    return fileio.read_text(path) if tf.io.gfile.exists(path) else ""
+
+  def clean_leftovers(self) -> list:
+    """Removes what killed processes leave behind: temporary files of atomic writes and
+    `ckpt-N_temp` directories of interrupted checkpoint writes -> what was removed."""
+    if not self.is_chief:
+      return []
+    gone = fileio.remove_temp_files(self.path)
+    ckpt_dir = self.join("checkpoints")
+    if tf.io.gfile.isdir(ckpt_dir):
+      gone += fileio.remove_temp_files(ckpt_dir)
+      for name in tf.io.gfile.listdir(ckpt_dir):
+        name = name.rstrip("/")
+        if name.endswith("_temp") and tf.io.gfile.isdir(os.path.join(ckpt_dir, name)):
+          tf.io.gfile.rmtree(os.path.join(ckpt_dir, name))
+          gone.append(name)
+    return gone
+
+
+def config_differences(old: str, new: str, limit: int = 4) -> list:
+  """Bindings that differ between two gin config texts, as 'name: old -> new'."""
+  def bindings(text):
+    out = {}
+    for line in text.splitlines():
+      line = line.split("#", 1)[0].strip()
+      if " = " in line and not line.startswith(("import ", "include ")):
+        k, v = line.split(" = ", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+  a, b = bindings(old), bindings(new)
+  diffs = [f"{k}: {a.get(k, '(unset)')} -> {b.get(k, '(unset)')}"
+           for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+  return diffs[:limit] + ([f"and {len(diffs) - limit} more"] if len(diffs) > limit else [])

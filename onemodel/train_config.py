@@ -1,0 +1,136 @@
+"""TrainConfig: what to train and for how long, checked when it is read.
+
+A value outside its range must fail before anything runs, with one line naming the gin
+binding and what is allowed: a zero `steps_per_loop` once looped forever, zero intervals
+divided by zero mid-run, and `train_steps <= 0` evaluated an untrained model and exited 0.
+"""
+
+import dataclasses
+import numbers
+from typing import Any
+
+import gin
+
+from onemodel.errors import UserError
+
+
+@gin.configurable
+@dataclasses.dataclass
+class TrainConfig:
+  """What to train and for how long (see gin/experiments/*.gin)."""
+  problem: Any = ""                 # a problem or mixture name, or a gin @Mixture()
+  train_steps: int = 1000
+  batch_size: int = 32
+  # Token-budget batching for text problems (0: off): buckets of about this many tokens
+  # per replica, padded to the smallest boundary that fits (see data.bucket_by_length).
+  batch_tokens: int = 0
+  bucket_boundaries: tuple = (8, 12, 16, 20, 24, 32, 48)
+  # Sequence packing for text problems: several examples per row, attention kept within
+  # each (segment ids/positions); rows have the problem's fixed lengths.
+  pack: bool = False
+  # Per-problem overrides inside a mixture, e.g. {'fsdd': {'batch_size': 32},
+  # 'multi30k_en_de': {'batch_tokens': 2048, 'label_smoothing': 0.1}}.
+  per_problem: dict = dataclasses.field(default_factory=dict)
+  # Gradient accumulation: each optimizer update averages the gradient over this many
+  # micro-batches of `batch_size` (the same update as one batch k times larger).
+  grad_accum_steps: int = 1
+  # Gradient noise scale B_simple (McCandlish et al. 2018, App. A), measured online from
+  # the micro-batch and accumulated gradients (needs grad_accum_steps >= 2).
+  noise_scale: bool = False
+  eval_batch_size: int = 128
+  steps_per_loop: int = 10          # train steps per tf.function call (less Python overhead)
+  log_every_steps: int = 100
+  checkpoint_every_steps: int = 1000
+  keep_checkpoints: int = 3
+  eval_every_steps: int = 0         # 0: evaluate only at the end
+  eval_role: str = "eval"           # split role for periodic evaluation
+  final_eval_role: str = "test"     # split role for the final evaluation ('' = none)
+  eval_max_examples: int = 0        # 0: the whole split
+  label_smoothing: float = 0.0
+  jit_compile: bool = False
+  seed: int = 0
+  deterministic: bool = False       # same example order every run (slower input)
+  cache: bool = False               # keep prepared features (log-mel, ids) in memory
+  report_mfu: bool = True           # measure the matmul peak once (cached) and log MFU
+  shuffle_buffer: int = 4096        # examples; the buffer is part of every checkpoint
+  # A non-finite training loss stops the run (exit status 1) naming the step. 'restore':
+  # reload the last good checkpoint and go on past the batches that diverged, as Model
+  # Garden's recovery does, at most `max_recoveries` times.
+  on_nonfinite: str = "stop"
+  max_recoveries: int = 3
+
+
+# binding -> (lowest allowed value, what the range is called)
+_AT_LEAST = {
+    "train_steps": (1, ">= 1"), "batch_size": (1, ">= 1"), "batch_tokens": (0, ">= 0"),
+    "grad_accum_steps": (1, ">= 1"), "eval_batch_size": (1, ">= 1"),
+    "steps_per_loop": (1, ">= 1"), "log_every_steps": (1, ">= 1"),
+    "checkpoint_every_steps": (1, ">= 1"), "keep_checkpoints": (1, ">= 1"),
+    "eval_every_steps": (0, ">= 0 (0: only at the end)"),
+    "eval_max_examples": (0, ">= 0 (0: the whole split)"), "seed": (0, ">= 0"),
+    "shuffle_buffer": (1, ">= 1"), "max_recoveries": (0, ">= 0"),
+}
+_BOOLS = ("pack", "noise_scale", "jit_compile", "deterministic", "cache", "report_mfu")
+_ROLES = ("eval_role", "final_eval_role")
+PER_PROBLEM_KEYS = ("batch_size", "batch_tokens", "label_smoothing")
+
+
+def _fail(name: str, value, allowed: str):
+  raise UserError(f"gin binding TrainConfig.{name}={value!r}: must be {allowed}")
+
+
+def _check_int(name, value, low, allowed):
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    _fail(name, value, "an integer " + allowed)
+  if value < low:
+    _fail(name, value, allowed)
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+  """Every value in its range, or one UserError naming the binding and the range."""
+  for name, (low, allowed) in _AT_LEAST.items():
+    _check_int(name, getattr(cfg, name), low, allowed)
+  for name in _BOOLS:
+    if not isinstance(getattr(cfg, name), bool):
+      _fail(name, getattr(cfg, name), "True or False")
+  ls = cfg.label_smoothing
+  if isinstance(ls, bool) or not isinstance(ls, numbers.Real) or not 0.0 <= ls < 1.0:
+    _fail("label_smoothing", ls, "a number in [0, 1)")
+  for name in _ROLES:
+    if not isinstance(getattr(cfg, name), str):
+      _fail(name, getattr(cfg, name), "a split role such as 'eval' or 'test'")
+  if cfg.on_nonfinite not in ("stop", "restore"):
+    _fail("on_nonfinite", cfg.on_nonfinite, "'stop' or 'restore'")
+  if not isinstance(cfg.per_problem, dict):
+    _fail("per_problem", cfg.per_problem, "a dict {problem: {setting: value}}")
+  for problem, over in cfg.per_problem.items():
+    if not isinstance(over, dict):
+      _fail(f"per_problem[{problem!r}]", over, "a dict {setting: value}")
+    bad = sorted(set(over) - set(PER_PROBLEM_KEYS))
+    if bad:
+      raise UserError(f"gin binding TrainConfig.per_problem[{problem!r}]: unknown keys "
+                      f"{', '.join(bad)} (allowed: {', '.join(PER_PROBLEM_KEYS)})")
+    for key, value in over.items():
+      if key == "label_smoothing":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+            not 0.0 <= value < 1.0:
+          _fail(f"per_problem[{problem!r}][{key!r}]", value, "a number in [0, 1)")
+      else:
+        low, allowed = _AT_LEAST[key]
+        _check_int(f"per_problem[{problem!r}][{key!r}]", value, low, allowed)
+  if not isinstance(cfg.bucket_boundaries, (tuple, list)) or not cfg.bucket_boundaries or \
+      any(isinstance(b, bool) or not isinstance(b, int) or b < 1
+          for b in cfg.bucket_boundaries):
+    _fail("bucket_boundaries", cfg.bucket_boundaries, "a non-empty list of lengths >= 1")
+  # Combinations.
+  if cfg.grad_accum_steps > 1 and cfg.batch_tokens:
+    raise UserError("gin bindings TrainConfig.grad_accum_steps > 1 and "
+                    "TrainConfig.batch_tokens exclude each other (accumulated micro-"
+                    "batches need one shape); use batch_size or pack=True")
+  if cfg.noise_scale and cfg.grad_accum_steps < 2:
+    raise UserError("gin binding TrainConfig.noise_scale=True needs two batch sizes: "
+                    "set TrainConfig.grad_accum_steps >= 2")
+  if cfg.pack and cfg.batch_tokens:
+    raise UserError("gin bindings TrainConfig.pack and TrainConfig.batch_tokens "
+                    "exclude each other")
+  return cfg
