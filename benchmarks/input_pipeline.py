@@ -14,7 +14,7 @@ token budget):
 - raw read: the raw TFDS train records alone (`data.raw_split`, no features, no
   batching), records/s, to show where the pipeline's time goes (Python-iterated per
   record, so capped by Python's overhead at a few 10k/s);
-- train step: the real `Trainer._make_train_loop()` on --cache_batches batches of the
+- train step: the real `Trainer.train_loop()` on --cache_batches batches of the
   same pipeline held in memory (so no input work is timed), --steps steps after one
   warm-up call: the examples/s the step consumes;
 - ratio = pipeline / train step;
@@ -87,15 +87,14 @@ def read_rate(problem, data_dir, examples, seconds):
 
 def train_rate(tr, cache_batches, steps, steps_per_loop):
   """Examples/s of the real train loop on batches held in memory."""
-  it = iter(tr._dataset(tf.distribute.InputContext(), tr.problem))
+  it = iter(tr.dataset(tf.distribute.InputContext(), tr.problem))
   held = [next(it) for _ in range(cache_batches)]
   del it
   ds = functools.reduce(lambda a, b: a.concatenate(b),
                         [tf.data.Dataset.from_tensors(b) for b in held]).repeat()
   name = tr.problem.name
   dit = iter(tr.strategy.distribute_datasets_from_function(lambda ctx: ds))
-  tr._build_variables({name: dit})
-  loop = tr._make_train_loop()
+  loop = tr.train_loop()
   loop(dit, tf.constant(steps_per_loop))  # trace
   examples = 0.0
   t0 = time.perf_counter()
@@ -139,14 +138,14 @@ def main():
                              args.manual_dir, cfg=cfg)
     batching = f"batch_tokens {cfg.batch_tokens}" if cfg.batch_tokens else \
         f"batch {cfg.batch_size}" + (" packed" if cfg.pack else "")
-    ds = tr._dataset(tf.distribute.InputContext(), tr.problem)
+    ds = tr.dataset(tf.distribute.InputContext(), tr.problem)
     pipe, pipe_bps = pipeline_rate(ds, args.warmup_batches, args.batches, args.seconds,
                                    cfg.grad_accum_steps)
     del ds
     cached = None
     if args.cache:
       tr.cfg.cache = True
-      ds = tr._dataset(tf.distribute.InputContext(), tr.problem)
+      ds = tr.dataset(tf.distribute.InputContext(), tr.problem)
       epoch = data_lib.train_size(tr.problem, args.data_dir) // max(pipe / pipe_bps, 1)
       cached, _ = pipeline_rate(ds, int(epoch) + args.warmup_batches, args.batches,
                                 args.seconds, cfg.grad_accum_steps)

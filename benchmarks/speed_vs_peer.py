@@ -89,8 +89,7 @@ def main():
 
   # OURS: the trainer's own loop on an iterator of the synthetic batches.
   it = iter(tr.strategy.distribute_datasets_from_function(lambda ctx: ours_ds))
-  tr._build_variables({PROBLEM: it})
-  loop = tr._make_train_loop()
+  loop = tr.train_loop()
   # PEER
   peer = peer_lib.build_peer(vocab_size, n, mcfg.model_dim, mcfg.num_heads, mcfg.ffn_dim,
                              mcfg.num_encoder_layers, dropout=args.dropout, jit=args.jit)

@@ -65,9 +65,8 @@ class Ours:
                                 report_mfu=False, train_steps=10 ** 6, **cfg)
     self.tr = trainer_lib.Trainer(tempfile.mkdtemp(prefix=f"useful_{name}_"),
                                   args.data_dir, args.manual_dir, cfg=c)
-    self.its = self.tr._iterators()
-    self.tr._build_variables(self.its)
-    self.loop = self.tr._make_train_loop()
+    self.its = self.tr.iterators()
+    self.loop = self.tr.train_loop()
 
   def run(self, steps):
     """-> (steps/s, useful target tokens/s, target positions/s)."""

@@ -52,11 +52,10 @@ def main():
   ds = tf.data.Dataset.from_tensor_slices(
       {"inputs": inputs, "targets": targets}).repeat().prefetch(2)
   it = iter(tr.strategy.distribute_datasets_from_function(lambda ctx: ds))
-  tr._build_variables({PROBLEM: it})
   loops = {}
   for name, jit in (("no_xla", False), ("xla", True)):
     tr.cfg.jit_compile = jit
-    loops[name] = tr._make_train_loop()
+    loops[name] = tr.train_loop()
   print(peer_lib.machine_line(), flush=True)
 
   def run(name, steps):

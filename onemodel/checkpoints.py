@@ -50,9 +50,12 @@ class Keeper:
   """A `tf.train.CheckpointManager` over `directory` with the rules above."""
 
   def __init__(self, checkpoint: tf.train.Checkpoint, directory: str, max_to_keep: int,
-               watched: Sequence[tf.Variable] = ()):
+               watched: Sequence[tf.Variable] = (), without_inputs=None):
     self.checkpoint, self.directory, self.max_to_keep = checkpoint, directory, max_to_keep
     self.watched = list(watched)
+    # () -> the same checkpoint without the input iterators, for a resume after the
+    # input pipeline changed (another batch size, shuffle buffer or data).
+    self.without_inputs = without_inputs
     self.manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep)
 
   @property
@@ -77,12 +80,16 @@ class Keeper:
     candidates = [path] if path else list(reversed(self.manager.checkpoints))
     for i, candidate in enumerate(candidates):
       try:
-        status = self.checkpoint.restore(candidate)
-        if complete:
-          status.assert_existing_objects_matched()
-        else:
-          status.expect_partial()
-          status.assert_existing_objects_matched()
+        try:
+          self._restore(self.checkpoint, candidate, complete)
+        except tf.errors.OpError as e:
+          if "dataset iterator" not in str(e) or self.without_inputs is None:
+            raise
+          print(f"onemodel: warning: the input pipeline differs from the one checkpoint "
+                f"{candidate} was saved with (batch size, shuffle buffer or data "
+                "changed); resuming the weights and optimizer, reading a fresh shuffle "
+                "of the training data", flush=True)
+          self._restore(self.without_inputs(), candidate, complete)
         return candidate
       except _UNREADABLE as e:
         if path:
@@ -100,6 +107,13 @@ class Keeper:
             f"{hint}); train into a new --output_dir or keep the run's own config"
         ) from e
     return None
+
+  @staticmethod
+  def _restore(checkpoint, path, complete):
+    status = checkpoint.restore(path)
+    if not complete:
+      status.expect_partial()
+    status.assert_existing_objects_matched()
 
   def _quarantine(self, prefix: str) -> str:
     """Moves one checkpoint's files into checkpoints/corrupt/ and drops it from the

@@ -33,6 +33,16 @@ class DecodeConfig:
   max_decode_length: int = 0    # 0: the problem's target length
   return_beams: bool = False    # beam only: all beams, best first
   seed: int = 0
+  # Compile the decoding loop with XLA (static shapes throughout: the cache, the beams)
+  # in onemodel-eval, onemodel-decode and the exported SavedModel.
+  jit_compile: bool = False
+
+
+def decode_function(model, problem: str, max_len: int, cfg: "DecodeConfig"):
+  """tf.function(batch) -> (ids, scores), compiled with XLA if cfg.jit_compile."""
+  def fn(batch):
+    return decode(model, problem, batch, max_len, cfg)
+  return tf.function(fn, jit_compile=cfg.jit_compile)
 
 
 def length_penalty(length, alpha):

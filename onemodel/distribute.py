@@ -43,6 +43,27 @@ def default_device() -> str:
   return "/cpu:0"
 
 
+def local_replicas(strategy) -> int:
+  """Replicas this process drives (all of them, except under multi-worker training)."""
+  return strategy.num_replicas_in_sync // max(worker_count(strategy), 1)
+
+
+def worker_count(strategy) -> int:
+  if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return strategy.extended._num_workers  # pylint: disable=protected-access
+  return 1
+
+
+def worker_index(strategy) -> int:
+  """This process's place among the synchronous workers (0 without a cluster)."""
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or \
+      worker_count(strategy) == 1:
+    return 0
+  from tensorflow.python.distribute import multi_worker_util
+  r = strategy.cluster_resolver
+  return multi_worker_util.id_in_cluster(r.cluster_spec(), r.task_type, r.task_id)
+
+
 def task() -> tuple:
   """(task type, index) of this process, ('chief', 0) without a cluster."""
   t = tf_config().get("task", {})

@@ -31,9 +31,10 @@ class Evaluator:
       cfg = decoding.DecodeConfig(**{**cfg.__dict__, "return_beams": False})
     max_len = cfg.max_decode_length or problem.targets.length
 
-    @tf.function
+    decode = decoding.decode_function(model, name, max_len, cfg)
+
     def decode_fn(batch):
-      return decoding.decode(model, name, batch, max_len, cfg)[0]
+      return decode(batch)[0]
 
     self._loss_fn, self._decode_fn = loss_fn, decode_fn
 

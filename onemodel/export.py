@@ -70,12 +70,13 @@ class Servable(tf.Module):
     tmod = adapters.get_modality(p.targets.modality)
     vocab = self._vocabs.get(p.name)
     max_len = cfg.max_decode_length or p.targets.length
+    decode = decoding.decode_function(model, p.name, max_len, cfg)  # XLA if configured
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=kind)])
     def serve(data):
       batch = self._features(p, data)
       batch["targets"] = tf.zeros([tf.shape(data)[0], p.targets.length], tf.int32)
-      ids, scores = decoding.decode(model, p.name, batch, max_len, cfg)
+      ids, scores = decode(batch)
       if len(ids.shape) == 3:  # return_beams: [N, K, T]
         n, k = tf.shape(ids)[0], tf.shape(ids)[1]
         text = tmod.postprocess_tf(tf.reshape(ids, [n * k, -1]), p.targets, vocab)
@@ -101,14 +102,19 @@ def export(servable: Servable, export_dir: str) -> str:
     signatures["serving_default"] = next(iter(signatures.values()))
   parent = os.path.dirname(os.path.abspath(export_dir))
   os.makedirs(parent, exist_ok=True)
+  for name in os.listdir(parent):  # what a killed export left behind
+    if name.startswith(".export-"):
+      shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
   tmp = tempfile.mkdtemp(dir=parent, prefix=".export-")
+  old = tmp + "-previous"
   try:
     tf.saved_model.save(servable, tmp, signatures=signatures)
-    if os.path.exists(export_dir):
-      shutil.rmtree(export_dir)
+    if os.path.exists(export_dir):  # the old export stays whole until the new one is in
+      os.replace(export_dir, old)
     os.replace(tmp, export_dir)
   finally:
-    if os.path.exists(tmp):
-      shutil.rmtree(tmp)
+    for leftover in (tmp, old):
+      if os.path.exists(leftover):
+        shutil.rmtree(leftover)
   return export_dir
 

@@ -118,7 +118,8 @@ class Trainer:
       # input iterator is its own); only the chief writes into the run.
       ckpt_dir = self.run_dir.join(".worker_scratch", "%s_%d" % distribute.task())
     self.keeper = checkpoints.Keeper(self.checkpoint, ckpt_dir, self.cfg.keep_checkpoints,
-                                     watched=self.model.trainable_variables)
+                                     watched=self.model.trainable_variables,
+                                     without_inputs=self._checkpoint_without_inputs)
 
   # -- building ----------------------------------------------------------------------------
 
@@ -150,6 +151,12 @@ class Trainer:
                               vocab=self.vocabs[p.name]).element_spec
       batch = {k: tf.zeros([1] + s.shape.as_list()[1:], s.dtype) for k, s in spec.items()}
       self.model(batch, problem=p.name, training=False)
+
+  def _checkpoint_without_inputs(self) -> tf.train.Checkpoint:
+    parts = {k: getattr(self.checkpoint, k) for k in (
+        "model", "weights", "step", "problem_steps", "optimizer", "noise_scale", "pruner")
+        if hasattr(self.checkpoint, k)}
+    return tf.train.Checkpoint(**parts)
 
   def _build_training_state(self):
     cfg, k = self.cfg, self.cfg.grad_accum_steps
@@ -205,6 +212,22 @@ class Trainer:
     if self.cfg.grad_accum_steps > 1:  # [k, b, ...]: the micro-batches of one update
       ds = ds.batch(self.cfg.grad_accum_steps, drop_remainder=True)
     return ds
+
+  def iterators(self):
+    """{problem: distributed iterator of its training batches} (benchmarks, tests)."""
+    return {p.name: iter(self.strategy.distribute_datasets_from_function(
+        lambda ctx, p=p: self.dataset(ctx, p))) for p in self.problems}
+
+  def train_loop(self, index: int = 0):
+    """The `tf.function` that trains problem `index` for n steps (benchmarks, tests)."""
+    return make_train_loop(self, index)
+
+  @property
+  def manager(self) -> tf.train.CheckpointManager:
+    return self.keeper.manager
+
+  def model_uses_moe(self) -> bool:
+    return self.model.cfg.ffn == "moe"
 
   # -- restoring ---------------------------------------------------------------------------
 
@@ -347,50 +370,71 @@ class Trainer:
     return peak
 
 
+class ReplicaInputs(tf.Module):
+  """This worker's input pipeline as a plain tf.data iterator, its batches dealt to the
+  local replicas in turn (as `distribute_datasets_from_function` deals them).
+
+  TensorFlow 2.21's distributed iterators are not trackable — `tf.train.Checkpoint`
+  rejects them — but plain iterators are: their position, shuffle buffer and
+  per-example augmentation seeds go into the checkpoint, so a resumed run reads on
+  exactly where it stopped, under every synchronous strategy. Each worker reads its own
+  shard (`distribute.worker_index`); replicas of one worker take consecutive batches, so
+  one worker with k replicas sees the same examples per step as one device."""
+
+  def __init__(self, t: Trainer, problem):
+    super().__init__(name=f"inputs_{problem.name}")
+    s = t.strategy
+    self.strategy, self.local = s, distribute.local_replicas(s)
+    workers, index = distribute.worker_count(s), distribute.worker_index(s)
+    ctx = tf.distribute.InputContext(num_input_pipelines=workers, input_pipeline_id=index,
+                                     num_replicas_in_sync=s.num_replicas_in_sync)
+    self.iterator = iter(t.dataset(ctx, problem, shard=(workers, index)))
+
+  def next(self):
+    if self.strategy.num_replicas_in_sync == 1:
+      return next(self.iterator)
+    # Called once per local replica, in replica order.
+    return self.strategy.experimental_distribute_values_from_function(
+        lambda ctx: next(self.iterator))
+
+
 class SyncRunner:
   """Synchronous training: `steps_per_loop` steps per `tf.function` call, each step
   `strategy.run` of the per-replica step on every replica."""
 
   def __init__(self, t: Trainer):
-    self.t, self.max_chunk = t, t.cfg.steps_per_loop
-    if isinstance(t.strategy, tf.distribute.OneDeviceStrategy):
-      # A plain tf.data iterator: its position, shuffle buffer and augmentation seeds
-      # are part of the checkpoint, so a resumed run reads on exactly where it stopped.
-      self.iterators = [iter(t.dataset(tf.distribute.InputContext(), p))
-                        for p in t.problems]
-      t.checkpoint.iterators = {p.name: it for p, it in zip(t.problems, self.iterators)}
-      self.exact = True
-    else:
-      # TensorFlow 2.21's distributed iterators are not trackable (tf.train.Checkpoint
-      # rejects them), so the input position cannot be saved under this strategy.
-      self.iterators = [iter(t.strategy.distribute_datasets_from_function(
-          lambda ctx, p=p: t.dataset(ctx, p))) for p in t.problems]
-      self.exact = False
-    self.loops = [self._make_loop(i) for i in range(len(t.problems))]
-
-  def _make_loop(self, index: int):
-    t, step_fn, keys, pruner = self.t, self.t.step_fn(index), self.t.stat_keys, self.t.pruner
-    one_hot = tf.one_hot(index, len(t.problems), dtype=tf.int64)
-
-    @tf.function
-    def train_loop(iterator, num_steps):
-      """`num_steps` steps in one call (no per-step Python); -> summed step statistics."""
-      totals = {k: tf.constant(0.0) for k in keys}
-      for _ in tf.range(num_steps):
-        stats = t.strategy.run(step_fn, (next(iterator),))
-        totals = {k: totals[k] + t.strategy.reduce(tf.distribute.ReduceOp.SUM, stats[k],
-                                                   axis=None) for k in keys}
-        t.step.assign_add(1)
-        if pruner is not None:  # Zhu & Gupta schedule, then keep pruned weights at zero
-          pruner.update(t.step)
-          pruner.apply()
-      t.problem_steps.assign_add(one_hot * tf.cast(num_steps, tf.int64))
-      return totals
-
-    return train_loop
+    self.t, self.max_chunk, self.exact = t, t.cfg.steps_per_loop, True
+    self.iterators = [ReplicaInputs(t, p) for p in t.problems]
+    # Each problem's input position is part of the checkpoint: exact resume.
+    t.checkpoint.inputs = {p.name: it for p, it in zip(t.problems, self.iterators)}
+    self.loops = [make_train_loop(t, i) for i in range(len(t.problems))]
 
   def run(self, step: int, num_steps: int):
     runs = self.t.sampler.runs(step, num_steps) if self.t.sampler else [(0, num_steps)]
     return [(i, {k: float(v) for k, v in self.loops[i](self.iterators[i],
                                                         tf.constant(count)).items()})
             for i, count in runs]
+
+
+def make_train_loop(t: Trainer, index: int):
+  """A `tf.function(iterator, num_steps)` running `num_steps` synchronous steps of
+  problem `index` in one call (no per-step Python) -> summed step statistics."""
+  step_fn, keys, pruner = t.step_fn(index), t.stat_keys, t.pruner
+  one_hot = tf.one_hot(index, len(t.problems), dtype=tf.int64)
+
+  @tf.function
+  def train_loop(iterator, num_steps):
+    totals = {k: tf.constant(0.0) for k in keys}
+    for _ in tf.range(num_steps):
+      batch = iterator.next() if isinstance(iterator, ReplicaInputs) else next(iterator)
+      stats = t.strategy.run(step_fn, (batch,))
+      totals = {k: totals[k] + t.strategy.reduce(tf.distribute.ReduceOp.SUM, stats[k],
+                                                 axis=None) for k in keys}
+      t.step.assign_add(1)
+      if pruner is not None:  # Zhu & Gupta schedule, then keep pruned weights at zero
+        pruner.update(t.step)
+        pruner.apply()
+    t.problem_steps.assign_add(one_hot * tf.cast(num_steps, tf.int64))
+    return totals
+
+  return train_loop

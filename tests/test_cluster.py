@@ -99,15 +99,16 @@ def test_mirrored_two_cpus_equals_one_device(tmp_path, data_dir, manual_dir):
       t = trainer.Trainer({str(tmp_path)!r} + '/' + name, {data_dir!r}, {manual_dir!r},
                           strategy=strategy)
       assert t.strategy.num_replicas_in_sync == (2 if name == 'mirrored' else 1)
-      t._build_variables(t._iterators())
       np.savez({str(tmp_path)!r} + '/init_' + name + '.npz',
                *[v.numpy() for v in t.model.variables])
       t.train()
       np.savez({str(tmp_path)!r} + '/' + name + '.npz',
                *[v.numpy() for v in t.model.variables])
       # Distributed evaluation: the one-device checkpoint, evaluated under this strategy.
-      t.checkpoint.restore({str(tmp_path)!r} + '/one/checkpoints/ckpt-4').expect_partial()
-      m = t.evaluate('test', 4)
+      ev = trainer.Trainer({str(tmp_path)!r} + '/' + name, {data_dir!r}, {manual_dir!r},
+                           strategy=strategy, training=False)
+      ev.restore({str(tmp_path)!r} + '/one/checkpoints/ckpt-4')
+      m = ev.evaluate('test', 4)
       print('EVAL', m['accuracy'], m['loss_per_token'])
   """)
   evals = []

@@ -32,13 +32,12 @@ def test_accumulated_update_equals_the_large_batch_update(tmp_path, data_dir, ma
                "learning_rate_schedule.decay = 'constant'",
                "learning_rate_schedule.warmup_steps = 0",
                "learning_rate_schedule.learning_rate = 0.5")
-  t._build_variables(t._iterators())
-  batch = next(iter(t._dataset(tf.distribute.InputContext())))     # [4, 8, ...]
+  batch = next(iter(t.dataset(tf.distribute.InputContext(), t.problem)))     # [4, 8, ...]
   assert batch["targets"].shape[:2] == (4, 8)
   variables = t.model.trainable_variables
   w0 = [v.numpy() for v in variables]
   lr = float(t.optimizer.learning_rate)
-  step = tf.function(t._step_fn("mnist"))
+  step = tf.function(t.step_fn(0))
   t.strategy.run(step, (batch,))
   accumulated = [v.numpy() for v in variables]
 

@@ -1,0 +1,182 @@
+"""The run directory and its checkpoints: unique variable paths per problem, a re-run
+that does not fit leaves the run untouched, one trainer per run, a corrupt latest
+checkpoint falls back, every TrainConfig value is checked, and distributed input reads
+every training example exactly once per epoch."""
+
+import collections
+import dataclasses
+import hashlib
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import cli, one_line_error, tiny_gin
+from onemodel import checkpoints
+from onemodel import data as data_lib
+from onemodel import mixtures
+from onemodel import train_config
+from onemodel import trainer as trainer_lib
+from onemodel.errors import UserError
+
+
+def _dirs(out, data_dir, manual_dir):
+  return [f"--output_dir={out}", f"--data_dir={data_dir}", f"--manual_dir={manual_dir}"]
+
+
+def test_two_image_problems_keep_both_adapters(tmp_path, problems, data_dir, manual_dir,
+                                               isolated_registry):
+  from onemodel import registry
+  registry.register_problem(dataclasses.replace(problems["mnist"], name="mnist_twin"))
+  mix = mixtures.Mixture(name="two_images", problems=("mnist", "mnist_twin"))
+  cfg = trainer_lib.TrainConfig(problem=mix, train_steps=4, batch_size=8, steps_per_loop=2,
+                                log_every_steps=2, checkpoint_every_steps=2,
+                                final_eval_role="", report_mfu=False, eval_max_examples=32,
+                                eval_batch_size=32)
+  import gin
+  gin.parse_config_files_and_bindings(["gin/models/tiny.gin"], [])
+  t = trainer_lib.Trainer(str(tmp_path), data_dir, manual_dir, cfg=cfg)
+  t.train()
+  before = t.evaluate("test", 4)
+  names = [n for n, _ in tf.train.list_variables(t.manager.latest_checkpoint)
+           if n.startswith("weights/")]
+  per_problem = {p: [n for n in names if f"/{p}_image_input/" in n]
+                 for p in ("mnist", "mnist_twin")}
+  assert per_problem["mnist"] and len(per_problem["mnist"]) == len(per_problem["mnist_twin"])
+  assert len(names) == len(t.model.variables)  # one entry per variable, none shared
+  # A fresh model restored for evaluation (no optimizer: the adapters must come from
+  # weights/, not from the optimizer's copy) evaluates exactly as the trained one.
+  fresh = trainer_lib.Trainer(str(tmp_path), data_dir, manual_dir, cfg=cfg, training=False)
+  fresh.restore()
+  after = fresh.evaluate("test", 4)
+
+  def strip(r):
+    return {p: {k: v for k, v in m.items() if k != "seconds"} for p, m in r.items()}
+
+  assert strip(after) == strip(before)
+
+
+def test_duplicate_variable_paths_fail_at_build():
+  a = tf.Variable(1.0, name="a")
+  b = tf.Variable(2.0, name="a")
+  with pytest.raises(ValueError, match="share the checkpoint path"):
+    checkpoints.variables_by_path([a, b])
+
+
+def test_incompatible_rerun_is_one_line_and_leaves_the_run(tmp_path, data_dir, manual_dir):
+  out = str(tmp_path / "run")
+  rc, so, se = cli("onemodel-train", *tiny_gin("mnist", 2), *_dirs(out, data_dir, manual_dir))
+  assert rc == 0, se[-2000:]
+  config = open(os.path.join(out, "config.gin")).read()
+  ckpts = sorted(os.listdir(os.path.join(out, "checkpoints")))
+  rc, so, se = cli("onemodel-train", *tiny_gin("mnist", 4, ["BackboneConfig.model_dim=64"]),
+                   *_dirs(out, data_dir, manual_dir))
+  one_line_error(rc, se, "does not fit", "model_dim")
+  assert open(os.path.join(out, "config.gin")).read() == config
+  assert sorted(os.listdir(os.path.join(out, "checkpoints"))) == ckpts
+  rc, so, se = cli("onemodel-eval", *_dirs(out, data_dir, manual_dir))  # still usable
+  assert rc == 0, se[-2000:]
+
+
+def test_second_trainer_refused_stale_lock_taken_over(tmp_path, data_dir, manual_dir):
+  import json
+  import socket
+  out = tmp_path / "run"
+  out.mkdir()
+  lock = out / ".lock"
+  lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                              "since": "now"}))
+  rc, so, se = cli("onemodel-train", *tiny_gin("mnist", 2),
+                   *_dirs(str(out), data_dir, manual_dir))
+  one_line_error(rc, se, "in use by another trainer", str(os.getpid()))
+  assert not (out / "checkpoints").exists()
+  dead = subprocess.Popen(["true"])
+  dead.wait()
+  lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+  rc, so, se = cli("onemodel-train", *tiny_gin("mnist", 2),
+                   *_dirs(str(out), data_dir, manual_dir))
+  assert rc == 0, se[-2000:]
+  assert "stale lock" in so
+  assert not lock.exists()  # released at the end
+
+
+def test_corrupt_latest_checkpoint_falls_back(tmp_path, data_dir, manual_dir):
+  out = str(tmp_path / "run")
+  rc, so, se = cli("onemodel-train", *tiny_gin("mnist", 4), *_dirs(out, data_dir, manual_dir))
+  assert rc == 0, se[-2000:]
+  ckpt = os.path.join(out, "checkpoints")
+  data_file = os.path.join(ckpt, "ckpt-4.data-00000-of-00001")
+  with open(data_file, "r+b") as f:
+    f.truncate(os.path.getsize(data_file) // 2)
+  os.makedirs(os.path.join(ckpt, "ckpt-6_temp"))  # a kill in the middle of a save
+  rc, so, se = cli("onemodel-train", *tiny_gin("mnist", 6), *_dirs(out, data_dir, manual_dir))
+  assert rc == 0, se[-2000:]
+  assert "ckpt-4 cannot be read" in so and "falling back to" in so and "ckpt-2" in so
+  assert "resumed from" in so and "at step 2" in so
+  assert os.path.exists(os.path.join(ckpt, "corrupt", "ckpt-4.index"))  # kept, not lost
+  assert not os.path.exists(os.path.join(ckpt, "ckpt-6_temp"))
+  assert os.path.exists(os.path.join(ckpt, "ckpt-6.index"))
+
+
+BAD = [("train_steps", 0), ("train_steps", -5), ("batch_size", 0), ("batch_size", "8"),
+       ("steps_per_loop", 0), ("log_every_steps", 0), ("checkpoint_every_steps", 0),
+       ("keep_checkpoints", 0), ("eval_every_steps", -1), ("grad_accum_steps", 0),
+       ("label_smoothing", 1.5), ("seed", -1), ("deterministic", "yes"),
+       ("shuffle_buffer", 0), ("per_problem", {"mnist": {"batch_size": -1}}),
+       ("per_problem", {"mnist": {"dropout": 0.1}}), ("bucket_boundaries", ())]
+
+
+@pytest.mark.parametrize("name,value", BAD)
+def test_every_trainconfig_value_is_checked(name, value):
+  cfg = train_config.TrainConfig(problem="mnist", **{name: value})
+  with pytest.raises(UserError, match=rf"TrainConfig\.{name}") as e:
+    train_config.validate(cfg)
+  assert "\n" not in str(e.value)
+
+
+def test_zero_steps_per_loop_is_one_line_from_the_cli(tmp_path, data_dir, manual_dir):
+  rc, so, se = cli("onemodel-train", *tiny_gin("mnist", 2, ["TrainConfig.steps_per_loop=0"]),
+                   *_dirs(str(tmp_path / "run"), data_dir, manual_dir), timeout=120)
+  one_line_error(rc, se, "TrainConfig.steps_per_loop=0", ">= 1")
+
+
+def test_two_input_pipelines_read_each_example_once_per_epoch(problems, data_dir):
+  """Sharded before shuffling and featurizing, with the default non-deterministic order:
+  the two shards of one epoch are disjoint and together are the whole training split."""
+  p = problems["mnist"]
+
+  def key(image):
+    return hashlib.md5(np.ascontiguousarray(image).tobytes()).hexdigest()
+
+  everything = collections.Counter(
+      key(ex["image"]) for ex in data_lib.raw_split(p, "train", data_dir).as_numpy_iterator())
+  total = sum(everything.values())
+  seen = collections.Counter()
+  for index in range(2):
+    ds = data_lib.dataset(p, "train", data_dir, 100, training=True, seed=0,
+                          deterministic=False, shard=(2, index)).unbatch()
+    share = (total - index + 1) // 2
+    for feats in ds.take(share).as_numpy_iterator():
+      seen[key(feats["inputs"])] += 1
+  assert seen == everything
+
+
+def test_a_run_directory_on_a_non_local_filesystem(data_dir, manual_dir):
+  """Everything a run writes goes through tf.io.gfile: TensorFlow's own in-memory
+  `ram://` filesystem stands in for GCS here."""
+  import gin
+  gin.parse_config_files_and_bindings(["gin/models/tiny.gin"], [])
+  out = "ram://onemodel_test_run"
+  cfg = trainer_lib.TrainConfig(problem="mnist", train_steps=4, batch_size=8,
+                                steps_per_loop=2, log_every_steps=2,
+                                checkpoint_every_steps=2, report_mfu=False,
+                                eval_max_examples=16, eval_batch_size=16)
+  t = trainer_lib.Trainer(out, data_dir, manual_dir, cfg=cfg)
+  t.train(config_text=gin.config_str())
+  for name in ("config.gin", "metrics_test_step4.json", "checkpoints/ckpt-4.index"):
+    assert tf.io.gfile.exists(f"{out}/{name}"), name
+  assert not tf.io.gfile.exists(f"{out}/.lock")
+  fresh = trainer_lib.Trainer(out, data_dir, manual_dir, cfg=cfg, training=False)
+  assert fresh.restore().endswith("ckpt-4")
