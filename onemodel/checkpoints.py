@@ -11,6 +11,7 @@
 """
 
 import os
+import time
 from typing import Optional, Sequence
 
 import tensorflow as tf
@@ -18,8 +19,10 @@ import tensorflow as tf
 from onemodel.errors import UserError
 
 # Errors that mean "this file cannot be read", as opposed to "it does not fit".
+# (A truncated data file surfaces from the checkpoint reader as IndexError "Read less
+# bytes than requested".)
 _UNREADABLE = (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.OutOfRangeError,
-               tf.errors.UnknownError, tf.errors.InternalError)
+               tf.errors.UnknownError, tf.errors.InternalError, IndexError, OSError)
 
 
 class IncompatibleRun(UserError):
@@ -122,9 +125,14 @@ class Keeper:
     tf.io.gfile.makedirs(dest)
     for f in tf.io.gfile.glob(prefix + ".*"):
       tf.io.gfile.rename(f, os.path.join(dest, os.path.basename(f)), overwrite=True)
+    state = tf.train.get_checkpoint_state(self.directory)
+    stamps = dict(zip(state.all_model_checkpoint_paths,
+                      state.all_model_checkpoint_timestamps)) if state else {}
     keep = [p for p in self.manager.checkpoints if p != prefix]
+    # With their timestamps: a CheckpointManager forgets listed paths that have none.
     tf.compat.v1.train.update_checkpoint_state(
-        self.directory, keep[-1] if keep else "", all_model_checkpoint_paths=keep)
+        self.directory, keep[-1] if keep else "", all_model_checkpoint_paths=keep,
+        all_model_checkpoint_timestamps=[stamps.get(p, time.time()) for p in keep])
     if not keep:
       tf.io.gfile.remove(os.path.join(self.directory, "checkpoint"))
     self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,

@@ -392,7 +392,9 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
       ds = ds.map(functools.partial(featurize, training=False), **order).cache()
     elif cache:  # language modelling: the text is cached; windows are cut per epoch
       ds = ds.cache()
-    ds = ds.repeat().shuffle(shuffle_buffer, seed=seed)
+    # Shuffle, then repeat: epochs stay whole (every example once per epoch), where
+    # repeat-then-shuffle would let one epoch's examples run into the next.
+    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     # One seed per example for its random augmentation, from a counter: the counter is
     # part of the iterator's checkpoint, so a resumed run draws the same augmentation
     # (stateful random ops would make the iterator impossible to checkpoint).
