@@ -98,3 +98,31 @@ def median_abs_error(rows, role: str = "calibration") -> float:
   errs = [abs(x["error"]) for x in rows
           if x["error"] is not None and x["record"].role == role]
   return statistics.median(errs) if errs else float("nan")
+
+
+def fit_step_models(recs: List[Record]) -> dict:
+  """The second calibrated quantity: E(B) = E_min (1 + B / B_noise) per workload, fitted
+  on calibration records that ran *to a target* (MLPerf logs: the epochs at which the
+  target was reached), not on papers that ran a chosen number of epochs. Returns
+  {workload: StepModel} for workloads with two or more such batch sizes."""
+  import dataclasses as dc
+  from onemodel.plan import steps as steps_lib
+  from onemodel.plan import workloads as workloads_lib
+  pts = {}
+  for r in recs:
+    if r.role == "calibration" and r.epochs is not None and r.global_batch and \
+        r.includes.startswith("run_start"):
+      pts.setdefault(r.workload, []).append((r.global_batch, r.epochs))
+  out = {}
+  for name, p in pts.items():
+    if len({b for b, _ in p}) < 2:
+      continue
+    w = workloads_lib.reference(name)
+    e_min, b_noise = steps_lib.fit_epochs(p, w.step_model.dataset_size)
+    if not math.isfinite(b_noise):
+      continue
+    d = w.step_model.dataset_size
+    out[name] = dc.replace(w.step_model, epochs=None, s_min=e_min * d / b_noise,
+                           b_noise=b_noise, note=f"E_min {e_min:.1f} epochs, fitted on "
+                           f"{len(p)} MLPerf runs to target (calibration records)")
+  return out

@@ -95,6 +95,10 @@ LINKS = {l.name: l for l in [
     Link("ib_hdr", 200e9 / 8, 1.5e-6, "InfiniBand HDR 4x: 200 Gbit/s (Mellanox ConnectX-6)"),
     Link("ib_ndr", 400e9 / 8, 1.5e-6, "InfiniBand NDR 4x: 400 Gbit/s (NVIDIA ConnectX-7)"),
     Link("omnipath", 100e9 / 8, 1.5e-6, "Intel Omni-Path 100 Gbit/s (Stampede2's KNL fabric)"),
+    Link("loopback", 1.0e9, 50e-6, "measured here: TCP over loopback, 0.9-3.3 GB/s in two "
+         "runs of a 200 MB Python socket transfer on the shared 2-core machine (lower kept)"),
+    Link("ethernet_100m", 100e6 / 8, 100e-6, "100 Mbit/s Ethernet (a tc tbf rate here)"),
+    Link("ethernet_1g", 1e9 / 8, 50e-6, "1 Gbit/s Ethernet (a tc tbf rate here)"),
     Link("ethernet_10g", 10e9 / 8, 30e-6, "IEEE 802.3 10 Gbit/s Ethernet; ~30 us TCP latency"),
     Link("ethernet_50g", 50e9 / 8, 10e-6, "50 Gbit/s Ethernet (Goyal et al. 2017, "
          "arXiv:1706.02677 sec. 5: Big Basin servers, Mellanox ConnectX-4 50GbE)"),

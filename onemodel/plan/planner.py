@@ -104,8 +104,10 @@ def plan(w: Workload, m: hardware.Machine, chips: int, global_batch: float,
   speed, speed_note = chip_speed(w, m, opt, mfu_table)
   local = m.system.name == "this_machine"
   overlap = opt.overlap if opt.overlap is not None else (0.0 if local else BACKWARD_SHARE)
+  # A spread measured on this machine describes this machine (a shared CPU), not a
+  # dedicated accelerator: it is used only when planning for this machine.
   cv = opt.step_cv if opt.step_cv is not None else (
-      w.measured.step_cv if w.measured and w.measured.step_cv is not None
+      w.measured.step_cv if local and w.measured and w.measured.step_cv is not None
       else DEFAULT_STEP_CV)
   compute = per_chip / speed
   # Every data-parallel replica applies the full optimizer update each step, a
@@ -117,7 +119,7 @@ def plan(w: Workload, m: hardware.Machine, chips: int, global_batch: float,
   assumptions = [speed_note,
                  f"steps: {_steps_note(w, opt)}",
                  f"gradients all-reduced once per step: {w.params:,.0f} parameters x "
-                 f"{w.grad_bytes / w.params:.0f} bytes ({w.precision})",
+                 f"{w.grad_bytes / w.params:.0f} bytes ({w.grad_precision or w.precision})",
                  f"network: {_network_note(m)}",
                  f"per-chip speed independent of per-chip batch, plus a memory-bound "
                  f"optimizer update of {update * 1e3:.2f} ms a step ({w.params:,.0f} x "
