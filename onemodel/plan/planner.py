@@ -134,7 +134,7 @@ def plan(w: Workload, m: hardware.Machine, chips: int, global_batch: float,
     assumptions += [f"communication hides behind {overlap:.0%} of compute "
                     f"(backward pass overlap)",
                     f"stragglers: step-time spread cv {cv:.3f}, expected slowest of "
-                    f"{chips} (Blom approximation)"]
+                    f"{chips} (expected maximum of normals)"]
     staleness = 0.0
   else:
     comm = collectives.parameter_server_s(w.grad_bytes, chips, opt.num_ps,

@@ -86,7 +86,11 @@ def load(run: str) -> Workload:
   train_steps = int(_gin_value(text, "TrainConfig.train_steps") or 0)
   log_every = int(_gin_value(text, "TrainConfig.log_every_steps") or 1)
   problem = _gin_value(text, "TrainConfig.problem") or "run"
-  scalars = read_scalars(os.path.join(run, "train"))
+  logdir = os.path.join(run, "train")
+  if not os.path.isdir(logdir) or not any("tfevents" in f for f in os.listdir(logdir)):
+    raise UserError(f"run directory {run} lacks the measurement tokens_per_sec (no "
+                    "TensorBoard events in train/): train it with onemodel-train first")
+  scalars = read_scalars(logdir)
   missing = [k for k in NEEDED if len(scalars.get(k, [])) < 2]
   if missing:
     raise UserError(f"run directory {run} lacks the measurement {missing[0]} (needs 2+ "
