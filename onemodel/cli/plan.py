@@ -107,6 +107,7 @@ def main(argv):
   result = planner.plan(w, m, FLAGS.chips, batch, opt, table)
   result["limits"] = scaling.limits(w, m, FLAGS.chips, batch, opt, table)
   result["sync_vs_async"] = scaling.sync_vs_async(w, m, FLAGS.chips, batch, opt, table)
+  result["batch1"] = scaling.batch1(w, m, opt, table)
   if FLAGS.plot:
     _plot(w, m, batch, opt, table, recs)
     result["plot"] = FLAGS.plot
@@ -163,6 +164,8 @@ def _print_table(r):
     lim = r["limits"][k]
     lines.append(f"  {k.replace('_', ' '):16s} stops paying past {lim['chips']} chips "
                  f"(batch {lim['global_batch']:,.0f}): {lim['reason']}")
+  lines.append(f"  batch size one    {r['batch1']['chips']} chips at >= 50% efficiency: "
+               f"{r['batch1']['reason']}")
   lines.append("  assumptions:")
   lines += [f"    - {a}" for a in r["assumptions"]]
   print("\n".join(lines))

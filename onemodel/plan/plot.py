@@ -14,7 +14,7 @@ def plot(path: str, curves: List[dict], records: Optional[list] = None, title: s
   except ImportError as e:
     from onemodel.errors import UserError
     raise UserError("--plot needs matplotlib (pip install 'onemodel[bench]')") from e
-  fig, ax = plt.subplots(figsize=(8, 5.5))
+  fig, ax = plt.subplots(figsize=(11, 5.5))
   for c in curves:
     ax.plot(c["chips"], c["time_s"], marker="o", ms=3, label=c["label"],
             ls=c.get("ls", "-"))
@@ -38,7 +38,7 @@ def plot(path: str, curves: List[dict], records: Optional[list] = None, title: s
   ax.set_ylabel("time to target (s)")
   ax.grid(True, which="both", alpha=0.3)
   ax.set_title(title, fontsize=9)
-  ax.legend(fontsize=7)
+  ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

@@ -132,8 +132,14 @@ def load(run: str) -> Workload:
       examples_per_sec=tokens_per_s, batch=batch, step_cv=cv, mfu=mfu, peak_flops=peak,
       staleness=statistics.mean(v for _, v in stale) if stale else None,
       source=f"median of {len(tok)} logged intervals of {run}")
+  ex = [v for _, v in scalars.get("examples_per_sec", [])][1:]
+  seq = statistics.median(t / e for t, e in zip(tok, ex) if e > 0) if ex else 1.0
+  layers = sum(int(_gin_value(text, f"BackboneConfig.num_{k}_layers") or 0)
+               for k in ("encoder", "decoder"))
   return Workload(
       name=f"{problem} ({os.path.basename(os.path.normpath(run))})", unit="token",
+      model_dim=int(_gin_value(text, "BackboneConfig.model_dim") or 0), layers=layers,
+      tokens_per_example=seq,
       flops_per_example=flops_per_token, params=count_params(run), precision="bf16",
       grad_precision="fp32", family="transformer", step_model=model,
       target=f"the run's loss after {train_steps} steps",

@@ -91,3 +91,24 @@ def sync_vs_async(w, m, chips, global_batch, opt=None, mfu_table=None) -> dict:
            f"{1e3 * a['communication_s']:.2f} ms of parameter-server transfer each")
   return {"sync_s": s["time_to_train_s"], "async_s": a["time_to_train_s"],
           "winner": winner, "why": why}
+
+
+def batch1(w, m, opt=None, mfu_table=None) -> dict:
+  """Batch size one: how many chips one sequence keeps busy at >= 50% efficiency with
+  tensor parallelism (Megatron-LM) and pipeline stages (GPipe bubble at m = 1), given
+  the link between chips. Data parallelism cannot split one example."""
+  from onemodel.plan import model_parallel
+  if not (w.model_dim and w.layers):
+    return {"chips": 1, "reason": f"{w.name} is not a transformer with a known width and "
+            "depth: no tensor-parallel estimate"}
+  speed, _ = planner.chip_speed(w, m, opt or planner.Options(), mfu_table)
+  seq = max(w.tokens_per_example, 1.0) if w.unit == "token" else 1.0
+  compute = seq / speed                      # one sequence's step on one chip
+  link = m.intra if m.intra and m.system.chips_per_node > 1 else m.inter
+  got = model_parallel.batch1_chips(compute, seq, w.model_dim, w.layers,
+                                    link.bandwidth, link.latency_s)
+  got["sequence_tokens"] = seq
+  got["reason"] = (f"one {seq:g}-token sequence: {got['tensor_parallel']}-way tensor "
+                   f"parallel x {got['pipeline_stages']} pipeline stage(s) at "
+                   f"{100 * got['efficiency']:.0f}% efficiency over {link.name}")
+  return got

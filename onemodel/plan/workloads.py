@@ -89,7 +89,7 @@ TRANSFORMER_BIG = Workload(
     params=213e6, precision="fp16", family="transformer",
     step_model=steps_lib.StepModel(1637 * 81920, epochs=3.0,
                                    note="MLPerf v0.6: BLEU 25 in ~3 epochs at 82k tokens"),
-    model_dim=1024, layers=12, tokens_per_example=1.0, target="BLEU 25 (MLPerf) / 28.4",
+    model_dim=1024, layers=12, tokens_per_example=28.8, target="BLEU 25 (MLPerf) / 28.4",
     source="Vaswani et al. 2017 (arXiv:1706.03762) Table 3; MLPerf v0.6 NVIDIA log")
 
 # BERT-large (Devlin et al. 2018, arXiv:1810.04805: 24 layers, d 1024, 340M parameters),
@@ -105,7 +105,7 @@ BERT_LARGE = Workload(
     params=340e6, precision="bf16", family="transformer",
     step_model=steps_lib.StepModel(3.3e9, epochs=_BERT_TOKENS / 3.3e9,
                                    note="LAMB's 8599 steps (You et al. 2019) in tokens"),
-    model_dim=1024, layers=24, target="SQuAD v1.1 F1 90.5",
+    model_dim=1024, layers=24, tokens_per_example=512, target="SQuAD v1.1 F1 90.5",
     source="Devlin et al. 2018 (arXiv:1810.04805); You et al. 2019 (arXiv:1904.00962) "
            "Table 1; BooksCorpus + Wikipedia = 3.3B words")
 
