@@ -169,13 +169,16 @@ def accelerator(name: str) -> Accelerator:
 
 
 def peak(system_: System, precision: str) -> float:
-  """The accelerator's peak FLOP/s at `precision`, falling back to fp32 (a GPU without
-  tensor cores runs fp16 math at its fp32 rate or the datasheet's fp16 entry)."""
+  """The accelerator's peak FLOP/s at `precision`, falling back to fp32 (a chip without
+  16-bit matrix units, e.g. P40 or KNL, runs it at its fp32 rate)."""
   acc = accelerator(system_.accelerator)
   if precision in acc.peak_flops:
     return acc.peak_flops[precision]
-  if precision in ("fp16", "bf16") and "bf16" in acc.peak_flops:
-    return acc.peak_flops["bf16"]
+  # A 16-bit request runs at the chip's other 16-bit format (V100 has fp16 tensor cores
+  # but no bf16; mixed precision on it means fp16).
+  for half in ("fp16", "bf16"):
+    if precision in ("fp16", "bf16") and half in acc.peak_flops:
+      return acc.peak_flops[half]
   return acc.peak_flops.get("fp32", max(acc.peak_flops.values()))
 
 
