@@ -162,7 +162,8 @@ def _print_table(r):
   ]
   for k in ("weak_scaling", "strong_scaling"):
     lim = r["limits"][k]
-    lines.append(f"  {k.replace('_', ' '):16s} stops paying past {lim['chips']} chips "
+    lines.append(f"  {k.replace('_', ' '):16s} stops paying past {lim['chips']} "
+                 f"chip{'s' if lim['chips'] > 1 else ''} "
                  f"(batch {lim['global_batch']:,.0f}): {lim['reason']}")
   lines.append(f"  batch size one    {r['batch1']['chips']} chips at >= 50% efficiency: "
                f"{r['batch1']['reason']}")
