@@ -53,7 +53,7 @@ def main():
             f"{1e3 * s['straggler_s']:.2f} ms | {_fmt(a['time_to_train_s'])} | {win} |")
     lim = scaling.limits(w, m, 8, b * 8, planner.Options(), table)
     for k, v in lim.items():
-      print(f"\n{hw}, {k.replace('_', ' ')}: stops paying past {v['chips']} chips "
+      print(f"\n{hw}, {k.replace('_', ' ')}: stops paying past {v['chips']} chip(s) "
             f"(global batch {v['global_batch']:,.0f}): {v['reason']}")
     print(f"\n{hw}, batch size one: {scaling.batch1(w, m, None, table)['reason']}\n")
 
