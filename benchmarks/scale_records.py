@@ -30,7 +30,7 @@ def main():
   cal = [r for r in recs if r.role == "calibration" and r.scored]
   table = calibrate.mfu_table(cal)
   fits = calibrate.fit_step_models(recs)
-  out = ["| record | role | workload | chips x system | global batch | epochs / steps | "
+  out = ["| record | role | workload (dataset, target) | chips x system | global batch | epochs / steps | "
          "published | predicted | error | implied MFU | MFU used (from) | source |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for x in rows:
@@ -42,7 +42,8 @@ def main():
     imp = f"{x['implied_mfu']:.3f}" if x["implied_mfu"] else "-"
     used = f"{x['mfu_used']:.3f} ({x['mfu_from']})" if x["mfu_used"] else "-"
     batch = f"{r.global_batch:,.0f}" if r.global_batch else "n/a"
-    out.append(f"| {r.id} | {r.role} | {r.workload} | {r.chips} x {r.system} "
+    out.append(f"| {r.id} | {r.role} | {r.workload} ({r.dataset}; {r.target}) | "
+               f"{r.chips} x {r.system} "
                f"({r.interconnect}) | {batch} | {es} | {_fmt(r.reported_s)} | {pred} | "
                f"{err} | {imp} | {used} | {r.source} |")
   n_cal = sum(1 for x in rows if x["error"] is not None and x["record"].role == "calibration")

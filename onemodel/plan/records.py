@@ -23,6 +23,7 @@ class Record:
   role: str
   source: str
   workload: str
+  dataset: str
   target: str
   system: str
   chips: int
@@ -67,7 +68,7 @@ def load(path: str = PATH) -> List[Record]:
     for row in csv.DictReader(f):
       out.append(Record(
           id=row["id"], role=row["role"], source=row["source"], workload=row["workload"],
-          target=row["target"], system=row["system"], chips=int(row["chips"]),
+          dataset=row["dataset"], target=row["target"], system=row["system"], chips=int(row["chips"]),
           interconnect=row["interconnect"], precision=row["precision"],
           grad_precision=row["grad_precision"], global_batch=_num(row["global_batch"]),
           epochs=_num(row["epochs"]), steps=_num(row["steps"]),
