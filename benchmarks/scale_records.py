@@ -10,8 +10,6 @@ error of each set.
 """
 
 import argparse
-import os
-import sys
 
 from onemodel.plan import calibrate, records
 

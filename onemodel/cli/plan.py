@@ -11,7 +11,6 @@ reference workload.
 import dataclasses
 import json
 import os
-import sys
 
 from absl import flags
 

@@ -6,8 +6,8 @@ planner models scaling, not the single chip) or from peak FLOP/s x an MFU.
 """
 
 import dataclasses
-import math
-from typing import List, Optional
+
+from typing import Optional
 
 from onemodel.errors import UserError
 from onemodel.plan import collectives, hardware, stragglers

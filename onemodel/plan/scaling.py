@@ -13,7 +13,6 @@ DOUBLING_GAIN (1.25x: a doubling at 62.5% parallel efficiency).
 import dataclasses
 from typing import List
 
-from onemodel.errors import UserError
 from onemodel.plan import planner
 
 DOUBLING_GAIN = 1.25
