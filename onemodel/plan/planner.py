@@ -6,7 +6,6 @@ planner models scaling, not the single chip) or from peak FLOP/s x an MFU.
 """
 
 import dataclasses
-
 from typing import Optional
 
 from onemodel.errors import UserError
