@@ -10,6 +10,7 @@ error of each set.
 """
 
 import argparse
+import re
 
 from onemodel.plan import calibrate, records
 
@@ -58,6 +59,20 @@ def main():
           "E(B) = E_min (1 + B / B_noise):"]
   for k, v in fits.items():
     out.append(f"  {k}: {v.describe()}")
+  out += ["", "Throughput the logs report during training (no evaluation, no epochs "
+          "involved) against the planner's, same leave-one-out MFU:", "",
+          "| record | chips | logged examples/s | planner examples/s | error | planner step "
+          "= compute + update + exposed comm (of total) + stragglers |", "|---|---|---|---|---|---|"]
+  for x in rows:
+    r, m = x["record"], re.match(r"log: ([\d,]+) ", x["record"].reported_scaling)
+    if not m or x["predicted_s"] is None:
+      continue
+    got, p = float(m.group(1).replace(",", "")), x["plan"]
+    out.append(f"| {r.id} | {r.chips} | {got:,.0f} | {p['examples_per_sec']:,.0f} | "
+               f"{100 * (p['examples_per_sec'] / got - 1):+.0f}% | "
+               f"{1e3 * p['step_time_s']:.1f} = {1e3 * p['compute_s']:.1f} + "
+               f"{1e3 * p['optimizer_update_s']:.1f} + {1e3 * p['communication_s']:.1f} "
+               f"({1e3 * p['communication_total_s']:.1f}) + {1e3 * p['straggler_s']:.1f} ms |")
   text = "\n".join(out)
   print(text)
   if args.out:
