@@ -23,8 +23,8 @@ setup(
     version="0.1.0",
     description="One shared Transformer backbone, small modality adapters, many problems.",
     python_requires=">=3.11,<3.12",
-    packages=["onemodel", "onemodel.adapters", "onemodel.cli", "problems"],
-    package_data={"problems": ["checksums.tsv"]},
+    packages=["onemodel", "onemodel.adapters", "onemodel.cli", "onemodel.plan", "problems"],
+    package_data={"problems": ["checksums.tsv"], "onemodel.plan": ["records.csv"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "test": ["pytest==9.2.0", "pytest-timeout==2.4.0"],
@@ -42,6 +42,7 @@ setup(
             "onemodel-predict=onemodel.cli.predict:run",
             "onemodel-average=onemodel.cli.average:run",
             "onemodel-launch=onemodel.cli.launch:run",
+            "onemodel-plan=onemodel.cli.plan:run",
         ],
         # Built-in problems are plugins like any other.
         "onemodel.problems": [

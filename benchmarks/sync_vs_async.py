@@ -2,6 +2,7 @@
 workers, once with MultiWorkerMirroredStrategy and once with parameter-server training.
 
   python benchmarks/sync_vs_async.py --manual_dir=../shared/data [--model=tiny] [--steps=600]
+      [--num_workers=2]
 
 Prints, for each: steps/s (median of the progress lines after the first), examples/s,
 the test accuracy at the end, and for async the mean gradient staleness."""
@@ -20,10 +21,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(mode, args):
-  out = os.path.join(args.output_root, mode)
+  out = os.path.join(args.output_root, f"{mode}_{args.num_workers}w")
   subprocess.run(["rm", "-rf", out])
   launch = [os.path.join(os.path.dirname(sys.executable), "onemodel-launch"),
-            "--num_workers=2"] + (["--num_ps=1"] if mode == "async" else [])
+            f"--num_workers={args.num_workers}"] + (["--num_ps=1"] if mode == "async" else [])
   params = [f"TrainConfig.problem='mnist'", f"TrainConfig.train_steps={args.steps}",
             f"TrainConfig.batch_size={args.batch_size}", "TrainConfig.log_every_steps=50",
             "TrainConfig.steps_per_loop=10", "TrainConfig.checkpoint_every_steps=100000",
@@ -54,10 +55,11 @@ def main():
   ap.add_argument("--model", default="tiny")
   ap.add_argument("--steps", type=int, default=600)
   ap.add_argument("--batch_size", type=int, default=64)
+  ap.add_argument("--num_workers", type=int, default=2)
   args = ap.parse_args()
   rows = [run(m, args) for m in ("sync", "async")]
   print(f"mnist, gin/models/{args.model}.gin, {args.steps} steps, batch {args.batch_size} "
-        f"per update, 2 workers on localhost ({os.cpu_count()} cores)")
+        f"per update, {args.num_workers} workers on localhost ({os.cpu_count()} cores)")
   print("| mode | steps/s | examples/s | test accuracy | staleness | wall s |")
   print("|---|---|---|---|---|---|")
   for r in rows:

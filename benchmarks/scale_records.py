@@ -1,0 +1,84 @@
+"""The planner against the published record: predicts every record of
+onemodel/plan/records.csv and prints a markdown table with the error of each.
+
+  python benchmarks/scale_records.py [--out=benchmarks/results/scale_records.md]
+
+Calibration records are predicted leave-one-out (the MFU table is refitted without the
+record predicted); validation records (later MLPerf rounds) are predicted with the table
+fitted on all calibration records and were never fitted on. Prints the median absolute
+error of each set.
+"""
+
+import argparse
+import re
+
+from onemodel.plan import calibrate, records
+
+
+def _fmt(s):
+  return f"{s / 3600:.2f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 120 else \
+      f"{s:.0f} s"
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--out", default="")
+  args = ap.parse_args()
+  recs = records.load()
+  rows = calibrate.leave_one_out(recs)
+  cal = [r for r in recs if r.role == "calibration" and r.scored]
+  table = calibrate.mfu_table(cal)
+  fits = calibrate.fit_step_models(recs)
+  out = ["| record | role | workload (dataset, target) | chips x system | global batch | epochs / steps | "
+         "published | predicted | error | implied MFU | MFU used (from) | source |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for x in rows:
+    r = x["record"]
+    es = f"{r.epochs:g} ep" if r.epochs is not None else \
+        f"{r.steps:g} steps" if r.steps is not None else "n/a"
+    pred = _fmt(x["predicted_s"]) if x["predicted_s"] else "not predicted"
+    err = f"{100 * x['error']:+.0f}%" if x["error"] is not None else "-"
+    imp = f"{x['implied_mfu']:.3f}" if x["implied_mfu"] else "-"
+    used = f"{x['mfu_used']:.3f} ({x['mfu_from']})" if x["mfu_used"] else "-"
+    batch = f"{r.global_batch:,.0f}" if r.global_batch else "n/a"
+    out.append(f"| {r.id} | {r.role} | {r.workload} ({r.dataset}; {r.target}) | "
+               f"{r.chips} x {r.system} "
+               f"({r.interconnect}) | {batch} | {es} | {_fmt(r.reported_s)} | {pred} | "
+               f"{err} | {imp} | {used} | {r.source} |")
+  n_cal = sum(1 for x in rows if x["error"] is not None and x["record"].role == "calibration")
+  n_val = sum(1 for x in rows if x["error"] is not None and x["record"].role == "validation")
+  out += ["",
+          f"Median absolute error, calibration records, leave-one-out ({n_cal} records): "
+          f"{100 * calibrate.median_abs_error(rows, 'calibration'):.1f}%",
+          f"Median absolute error, validation records (MLPerf v0.7, never fitted; "
+          f"{n_val} records): {100 * calibrate.median_abs_error(rows, 'validation'):.1f}%",
+          "", "MFU table fitted on all calibration records (geometric means of implied MFU):"]
+  for k, v in sorted(table.items(), key=lambda kv: str(kv[0])):
+    out.append(f"  {k}: {v:.3f}")
+  out += ["", "Steps to target fitted on the MLPerf v0.6 runs to target, "
+          "E(B) = E_min (1 + B / B_noise):"]
+  for k, v in fits.items():
+    out.append(f"  {k}: {v.describe()}")
+  out += ["", "Throughput the logs report during training (no evaluation, no epochs "
+          "involved) against the planner's, same leave-one-out MFU:", "",
+          "| record | chips | logged examples/s | planner examples/s | error | planner step "
+          "= compute + update + exposed comm (of total) + stragglers |", "|---|---|---|---|---|---|"]
+  for x in rows:
+    r, m = x["record"], re.match(r"log: ([\d,]+) ", x["record"].reported_scaling)
+    if not m or x["predicted_s"] is None:
+      continue
+    got, p = float(m.group(1).replace(",", "")), x["plan"]
+    out.append(f"| {r.id} | {r.chips} | {got:,.0f} | {p['examples_per_sec']:,.0f} | "
+               f"{100 * (p['examples_per_sec'] / got - 1):+.0f}% | "
+               f"{1e3 * p['step_time_s']:.1f} = {1e3 * p['compute_s']:.1f} + "
+               f"{1e3 * p['optimizer_update_s']:.1f} + {1e3 * p['communication_s']:.1f} "
+               f"({1e3 * p['communication_total_s']:.1f}) + {1e3 * p['straggler_s']:.1f} ms |")
+  text = "\n".join(out)
+  print(text)
+  if args.out:
+    with open(args.out, "w") as f:
+      f.write(text + "\n")
+
+
+if __name__ == "__main__":
+  main()
