@@ -20,7 +20,7 @@ from onemodel import hooks as hooks_lib
 
 
 def num_workers(strategy) -> int:
-  return len(strategy.cluster_resolver.cluster_spec().as_dict().get("worker", [])) or 1
+  return strategy.extended._num_workers  # pylint: disable=protected-access
 
 
 class AsyncRunner:

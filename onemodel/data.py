@@ -371,15 +371,20 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
       feats["targets_raw"] = raw["targets"]
     return feats
 
-  # Distributed input: each input pipeline takes its shard of the raw examples first,
-  # in a fixed order, so that over one epoch the workers together read every example
-  # exactly once and each featurizes only its own (tf.distribute's input guide). Files
-  # are then read in a fixed order; the example shuffle below still mixes them.
+  # Distributed input: every input pipeline featurizes only its own examples, and over
+  # one epoch the pipelines together read every example exactly once (files are read in
+  # a fixed order when sharded). With `batch_size` batches, all pipelines read the one
+  # shuffled raw stream (reading is cheap; featurizing, e.g. a log-mel, is not) and each
+  # keeps its blocks of `batch_size` examples: a step of N pipelines then trains on the
+  # very examples, with the very augmentation, of one device's N-times-larger batch.
+  # Otherwise (token buckets, packing, the feature cache) each takes its shard of the raw
+  # examples first (tf.distribute's input guide).
   num_shards, shard_index = shard or (1, 0)
   sharded = not (isinstance(num_shards, int) and num_shards == 1)
+  blocks = training and sharded and not (cache or pack or batch_tokens)
   ds = raw_split(problem, role, data_dir, shuffle_files=training and not sharded,
                  shuffle_seed=seed)
-  if sharded:
+  if sharded and not blocks:
     ds = ds.shard(num_shards, shard_index)
   if not training:
     ds = ds.flat_map(lambda ex: _lm_windows(problem, ex, False)) if problem.lm else \
@@ -398,10 +403,16 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
     # One seed per example for its random augmentation, from a counter: the counter is
     # part of the iterator's checkpoint, so a resumed run draws the same augmentation
     # (stateful random ops would make the iterator impossible to checkpoint).
-    base = tf.stack([tf.cast(seed or 0, tf.int64), tf.cast(shard_index, tf.int64)])
+    base = tf.stack([tf.cast(seed or 0, tf.int64),
+                     tf.cast(0 if blocks else shard_index, tf.int64)])
     seeds = tf.data.Dataset.counter().map(
         lambda i: tf.random.experimental.stateless_fold_in(base, i))
     ds = tf.data.Dataset.zip(ds, seeds)
+    if blocks:
+      ds = ds.enumerate().filter(
+          lambda j, ex: tf.equal((j // batch_size) % tf.cast(num_shards, tf.int64),
+                                 tf.cast(shard_index, tf.int64)))
+      ds = ds.map(lambda j, ex: ex)
     if cache and not problem.lm:
       ds = ds.map(lambda feats, s: augment_features(problem, feats, s), **order)
     elif problem.lm:

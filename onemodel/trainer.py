@@ -106,9 +106,11 @@ class Trainer:
       self.problem_steps = tf.Variable(tf.zeros([len(self.problems)], tf.int64),
                                        trainable=False, name="problem_steps")
       self._build_model_variables()
+    # Model weights by their unique paths, and only so: Keras 3 does not track layers
+    # held in lists, and a variable saved under two names is listed under the first.
     weights = checkpoints.variables_by_path(self.model.variables)
-    self.checkpoint = tf.train.Checkpoint(model=self.model, weights=weights,
-                                          step=self.step, problem_steps=self.problem_steps)
+    self.checkpoint = tf.train.Checkpoint(weights=weights, step=self.step,
+                                          problem_steps=self.problem_steps)
     self.hooks, self.pruner, self.optimizer = [], None, None
     if training:
       self._build_training_state()
@@ -154,7 +156,7 @@ class Trainer:
 
   def _checkpoint_without_inputs(self) -> tf.train.Checkpoint:
     parts = {k: getattr(self.checkpoint, k) for k in (
-        "model", "weights", "step", "problem_steps", "optimizer", "noise_scale", "pruner")
+        "weights", "step", "problem_steps", "optimizer", "noise_scale", "pruner")
         if hasattr(self.checkpoint, k)}
     return tf.train.Checkpoint(**parts)
 

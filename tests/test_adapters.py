@@ -38,6 +38,7 @@ def test_speech_subsampler_mask_matches_length():
 
 
 def test_image_patches_and_shift_augmentation():
+  import gin
   spec = problem_lib.FeatureSpec("image", shape=(28, 28, 1))
   mod = adapters.get_modality("image")
   layer = mod.input_layer(spec, 0, 16)
@@ -45,6 +46,21 @@ def test_image_patches_and_shift_augmentation():
   x, mask = layer({"": img})
   p = adapters.image.ImageConfig().patch_size
   assert x.shape == (3, (28 // p) ** 2, 16) and mask.shape == (3, (28 // p) ** 2)
+  # The shift really shifts: each result is the image translated by at most 2 pixels
+  # (zero-padded), a pure function of the seed, and seeds differ in their shifts.
+  gin.parse_config(["ImageConfig.random_shift = 2"])
+  one = tf.cast(img[0], tf.uint8)
+  padded = np.pad(one.numpy(), [[2, 2], [2, 2], [0, 0]])
+  offsets = set()
+  for s in range(12):
+    seed = tf.constant([s, 1], tf.int64)
+    out = mod.augment({"": one}, spec, seed)[""].numpy()
+    np.testing.assert_array_equal(out, mod.augment({"": one}, spec, seed)[""].numpy())
+    found = [(dy, dx) for dy in range(5) for dx in range(5)
+             if np.array_equal(out, padded[dy:dy + 28, dx:dx + 28])]
+    assert found, "augmented image is not a translation of the input"
+    offsets.add(found[0])
+  assert len(offsets) > 3
 
 
 def test_label_roundtrip():

@@ -33,8 +33,15 @@ def test_decoder_is_causal_and_uses_encoder():
   assert not np.allclose(out, out3)
 
 
-def test_decoder_without_encoder_is_a_language_model():
+def test_decoder_without_encoder_is_a_causal_language_model():
   bb = backbone_lib.Backbone(CFG)
-  out = bb.decode(tf.random.normal([2, 7, 16]))
+  y = tf.random.normal([2, 7, 16], seed=6)
+  out = bb.decode(y)
   assert out.shape == (2, 7, 16)
   assert np.isfinite(out.numpy()).all()
+  # Position t sees positions <= t only: changing position 4 leaves 0-3 as they were
+  # and changes 4-6.
+  y2 = tf.concat([y[:, :4], y[:, 4:5] * -3.0, y[:, 5:]], axis=1)
+  out2 = bb.decode(y2)
+  np.testing.assert_allclose(out[:, :4], out2[:, :4], atol=1e-5)
+  assert not np.allclose(out[:, 4:], out2[:, 4:], atol=1e-3)

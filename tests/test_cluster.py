@@ -71,7 +71,7 @@ def _weights(ckpt_dir):
   path = tf.train.latest_checkpoint(ckpt_dir)
   reader = tf.train.load_checkpoint(path)
   names = sorted(n for n in reader.get_variable_to_shape_map()
-                 if n.startswith("model/") and "OPTIMIZER_SLOT" not in n)
+                 if n.startswith("weights/") and "OPTIMIZER_SLOT" not in n)
   return path, {n: reader.get_tensor(n) for n in names}
 
 

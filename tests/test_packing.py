@@ -188,7 +188,7 @@ def test_packed_training_step_compiles_with_xla():
 # -- data.dataset(pack=True) -------------------------------------------------------------
 
 def _fake_raw_split(texts):
-  def raw_split(problem, role, data_dir, shuffle_files=False):
+  def raw_split(problem, role, data_dir, shuffle_files=False, shuffle_seed=None):
     return tf.data.Dataset.from_tensor_slices({"src": texts, "tgt": [t[::-1] for t in texts]})
   return raw_split
 

@@ -145,9 +145,11 @@ def test_zero_steps_per_loop_is_one_line_from_the_cli(tmp_path, data_dir, manual
   one_line_error(rc, se, "TrainConfig.steps_per_loop=0", ">= 1")
 
 
-def test_two_input_pipelines_read_each_example_once_per_epoch(problems, data_dir):
-  """Sharded before shuffling and featurizing, with the default non-deterministic order:
-  the two shards of one epoch are disjoint and together are the whole training split."""
+@pytest.mark.parametrize("cache", [False, True])
+def test_two_input_pipelines_read_each_example_once_per_epoch(problems, data_dir, cache):
+  """With the default non-deterministic order: the two pipelines' shares of the first
+  epoch (blocks of the batch size, or a raw shard with the feature cache) are disjoint
+  and together are the whole training split."""
   p = problems["mnist"]
 
   def key(image):
@@ -158,9 +160,10 @@ def test_two_input_pipelines_read_each_example_once_per_epoch(problems, data_dir
   total = sum(everything.values())
   seen = collections.Counter()
   for index in range(2):
-    ds = data_lib.dataset(p, "train", data_dir, 100, training=True, seed=0,
+    ds = data_lib.dataset(p, "train", data_dir, 100, training=True, seed=0, cache=cache,
                           deterministic=False, shard=(2, index)).unbatch()
-    share = (total - index + 1) // 2
+    share = (total - index + 1) // 2 if cache else \
+        sum(1 for j in range(total) if (j // 100) % 2 == index)
     for feats in ds.take(share).as_numpy_iterator():
       seen[key(feats["inputs"])] += 1
   assert seen == everything
