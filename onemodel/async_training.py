@@ -35,13 +35,14 @@ class AsyncRunner:
     workers = num_workers(t.strategy)
 
     def per_worker_dataset_fn(problem):
+      """A closure (no arguments: create_per_worker_dataset traces it)."""
       def fn(ctx):
         index = tf.distribute.coordinator.experimental_get_current_worker_index()
         return t.dataset(ctx, problem, shard=(workers, index))
-      return t.strategy.distribute_datasets_from_function(fn)
+      return lambda: t.strategy.distribute_datasets_from_function(fn)
 
     self.iterators = [iter(self.coordinator.create_per_worker_dataset(
-        lambda p=p: per_worker_dataset_fn(p))) for p in t.problems]
+        per_worker_dataset_fn(p))) for p in t.problems]
     self.worker_fns = [self._make_worker_fn(i) for i in range(len(t.problems))]
 
   def _make_worker_fn(self, index):
