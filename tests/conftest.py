@@ -51,6 +51,7 @@ def data_dir(tmp_path_factory, manual_dir, problems):
 def isolated_registry():
   """Test registrations vanish after the test."""
   from onemodel import registry
+  registry.load_plugins()  # built-ins first: entry points are imported once a process
   saved = dict(registry.PROBLEMS._items)
   yield registry.PROBLEMS
   registry.PROBLEMS._items.clear()

@@ -29,6 +29,9 @@ def main(argv):
     raise common.UserError("--output_dir is required")
   t = trainer.Trainer(FLAGS.output_dir, FLAGS.data_dir, FLAGS.manual_dir,
                       strategy=distribute.get_strategy(FLAGS.strategy, FLAGS.tpu))
+  from onemodel import plugins
+  if t.is_chief:  # later commands on the run find its plugins
+    plugins.write_record(FLAGS.output_dir)
   t.train()
 
 
