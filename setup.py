@@ -23,7 +23,8 @@ setup(
     version="0.1.0",
     description="One shared Transformer backbone, small modality adapters, many problems.",
     python_requires=">=3.11,<3.12",
-    packages=["onemodel", "onemodel.adapters", "onemodel.cli", "problems"],
+    packages=["onemodel", "onemodel.adapters", "onemodel.cli", "onemodel.sources",
+              "problems"],
     package_data={"problems": ["checksums.tsv"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
@@ -49,6 +50,7 @@ setup(
             "fsdd=problems.fsdd",
             "multi30k_en_de=problems.multi30k",
             "tinyshakespeare=problems.tinyshakespeare",
+            "sst2=problems.sst2",
             "mixtures=problems.mixtures",
         ],
     },

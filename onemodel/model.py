@@ -53,8 +53,12 @@ class OneModel(keras.Model):
       if p.inputs is not None:
         imod = adapters.get_modality(p.inputs.modality)
         shared = self.embeddings[key] if p.inputs.modality == p.targets.modality else None
+        # Not sharing the target's embedding (text -> label), a token input is sized by
+        # its own vocabulary and gets its own embedding.
+        in_size = size if shared is not None else imod.vocab_size(p.inputs,
+                                                                   vocabs.get(p.name))
         self.input_adapters[p.name] = imod.input_layer(
-            p.inputs, size, d, embedding=shared)
+            p.inputs, in_size, d, embedding=shared)
     # Sublayers create their variables on first call; there is nothing to build here.
     self.built = True
 
