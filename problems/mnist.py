@@ -1,5 +1,10 @@
 """mnist: 28x28 grey digits -> class label (LeCun et al. 1998). Official 60k/10k split.
 
+MNIST has no official validation split. Periodic evaluation (and any choice made from
+it) must not see the test set, so the first 5,000 training images are held out as
+`validation` (TensorFlow's classic `mnist.read_data_sets(validation_size=5000)` did the
+same) and the model trains on the other 55,000; `test` is for final numbers only.
+
 Raw file: MANUAL_DIR/mnist/mnist.npz (Keras' layout: x_train, y_train, x_test, y_test).
 Published reference: LeNet-5 0.95% test error; a small CNN about 99% accuracy."""
 
@@ -11,11 +16,13 @@ from onemodel import rawdata
 from onemodel.errors import UserError
 
 URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+VALIDATION = 5000  # the first training images, held out
 
 
 class OnemodelMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   name = "onemodel_mnist"
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.1.0": "validation split: the first 5,000 training images."}
   RAW_FILES = ("mnist.npz",)
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Place mnist.npz (Keras layout) in the manual dir."
 
@@ -37,13 +44,16 @@ class OnemodelMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         arrays = {k: d[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     except Exception as e:
       raise UserError(f"{path} is not a readable MNIST npz: {e}") from e
+    x, y = arrays["x_train"], arrays["y_train"]
     return {
-        "train": self._generate_examples(arrays["x_train"], arrays["y_train"]),
+        "train": self._generate_examples(x[VALIDATION:], y[VALIDATION:], VALIDATION),
+        "validation": self._generate_examples(x[:VALIDATION], y[:VALIDATION]),
         "test": self._generate_examples(arrays["x_test"], arrays["y_test"]),
     }
 
-  def _generate_examples(self, images, labels):
-    for i, (img, label) in enumerate(zip(images, labels)):
+  def _generate_examples(self, images, labels, first=0):
+    # Keys are indices into the npz arrays, so an example names its raw row.
+    for i, (img, label) in enumerate(zip(images, labels), first):
       yield i, {"image": img[..., None].astype(np.uint8), "label": int(label)}
 
 
@@ -54,8 +64,7 @@ problem_lib.register(problem_lib.Problem(
     inputs=problem_lib.FeatureSpec("image", shape=(28, 28, 1)),
     targets=problem_lib.FeatureSpec("label", length=2,
                                     class_names=tuple(str(i) for i in range(10))),
-    # MNIST has no official validation split; like T2T, eval uses the test set.
-    splits={"train": "train", "eval": "test", "test": "test"},
+    splits={"train": "train", "eval": "validation", "test": "test"},
     metrics=("accuracy",),
     to_raw=lambda ex: {"inputs": ex["image"], "targets": ex["label"]},
     description="MNIST digits: image -> class"))

@@ -11,17 +11,18 @@ def test_fsdd_skips_unreadable_wav(tmp_path, manual_dir, problems, capsys):
   rec = tmp_path / "manual" / "fsdd" / "recordings"
   rec.mkdir(parents=True)
   src = os.path.join(manual_dir, "fsdd", "recordings")
-  keep = sorted(os.listdir(src))[:12]  # idx 0, 1, 10.. of digit 0 (george): both splits
+  # Digit 0 of george: idx 0, 1 (test), 5, 6 (validation), 10-17 (train).
+  keep = [f"0_george_{i}.wav" for i in (0, 1, 5, 6, *range(10, 18))]
   for f in keep:
     shutil.copy(os.path.join(src, f), rec / f)
   shutil.copy(os.path.join(src, "0_jackson_0.wav"), rec / "0_jackson_0.wav")
-  (rec / "3_jackson_7.wav").write_bytes(b"RIFF\x00\x00not a wav at all")
+  (rec / "3_jackson_17.wav").write_bytes(b"RIFF\x00\x00not a wav at all")
   p = problems["fsdd"]
   data_lib.prepare(p, str(tmp_path / "prepared"), str(tmp_path / "manual"))
   out = capsys.readouterr().out
-  assert "fsdd train: skipped 1 corrupt example(s)" in out and "3_jackson_7.wav" in out
-  n = sum(1 for _ in data_lib.raw_split(p, "train", str(tmp_path / "prepared")))
-  n += sum(1 for _ in data_lib.raw_split(p, "test", str(tmp_path / "prepared")))
+  assert "fsdd train: skipped 1 corrupt example(s)" in out and "3_jackson_17.wav" in out
+  n = sum(1 for role in ("train", "eval", "test")
+          for _ in data_lib.raw_split(p, role, str(tmp_path / "prepared")))
   assert n == len(keep) + 1
 
 
