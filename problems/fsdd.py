@@ -9,6 +9,7 @@ transcript, so WER on the test split equals 1 - accuracy. An unreadable WAV is s
 and counted. Reference: log-mel + SVM reaches 99.3% on the official split."""
 
 import os
+import re
 import wave
 
 import numpy as np
@@ -19,6 +20,7 @@ from onemodel import rawdata
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SAMPLE_RATE = 8000
+NAME_RE = re.compile(r"^([0-9])_([A-Za-z]+)_([0-9]+)\.wav$")
 URL = ("https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/"
        "v1.0.10.tar.gz")
 
@@ -46,6 +48,7 @@ class OnemodelFsdd(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   VERSION = tfds.core.Version("1.1.0")
   RELEASE_NOTES = {"1.1.0": "validation split: idx 5-9 of the official train split."}
   RAW_FILES = ("0_jackson_0.wav",)
+  HAS_DOWNLOAD = True
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Place FSDD's recordings/*.wav in the manual dir."
 
   def _info(self):
@@ -66,9 +69,17 @@ class OnemodelFsdd(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     else:  # Upstream release archive: free-spoken-digit-dataset-1.0.10/recordings/.
       root = dl_manager.download_and_extract(URL)
       rec = os.path.join(os.fspath(root), "free-spoken-digit-dataset-1.0.10", "recordings")
-    files = sorted(f for f in os.listdir(rec) if f.endswith(".wav"))
-    split_of = {f: split_for_index(int(f[:-4].split("_")[2])) for f in files}
-    return {s: self._generate_examples(rec, [f for f in files if split_of[f] == s], s)
+    # A stray file (not DIGIT_SPEAKER_INDEX.wav) belongs to no split: skipped, counted.
+    stray = rawdata.SkipCounter("fsdd recordings")
+    split_of = {}
+    for f in sorted(os.listdir(rec)):
+      m = NAME_RE.match(f)
+      if m is None:
+        stray.skip(f, "not a DIGIT_SPEAKER_INDEX.wav recording")
+      else:
+        split_of[f] = split_for_index(int(m.group(3)))
+    stray.report()
+    return {s: self._generate_examples(rec, [f for f in split_of if split_of[f] == s], s)
             for s in ("train", "validation", "test")}
 
   def _generate_examples(self, rec, files, split):

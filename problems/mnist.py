@@ -17,6 +17,38 @@ from onemodel.errors import UserError
 
 URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
 VALIDATION = 5000  # the first training images, held out
+KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def load_npz(path):
+  """Keras' mnist.npz -> its four arrays. A file that is not that layout (missing
+  arrays, images not N x 28 x 28 uint8, labels not one integer 0..9 per image) is one
+  error naming the file: a wrong layout is not a few corrupt examples."""
+  try:
+    with np.load(path, allow_pickle=False) as d:
+      missing = [k for k in KEYS if k not in d.files]
+      if missing:
+        raise UserError(f"{path}: no array {', '.join(missing)} (it has "
+                        f"{', '.join(d.files) or 'none'}); expected Keras' mnist.npz "
+                        f"layout ({', '.join(KEYS)})")
+      arrays = {k: d[k] for k in KEYS}
+  except UserError:
+    raise
+  except Exception as e:  # zipfile.BadZipFile, ValueError, OSError, EOFError
+    raise UserError(f"{path} is not a readable npz file: {type(e).__name__}: {e}") from e
+  for part in ("train", "test"):
+    x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
+    if x.ndim != 3 or x.shape[1:] != (28, 28) or x.dtype != np.uint8:
+      raise UserError(f"{path}: x_{part} is {x.dtype} {x.shape}, expected uint8 "
+                      "(N, 28, 28)")
+    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+      raise UserError(f"{path}: y_{part} is {y.dtype} {y.shape}, expected one integer "
+                      f"label per image ({len(x)},)")
+    bad = np.flatnonzero((y < 0) | (y > 9))
+    if bad.size:
+      raise UserError(f"{path}: y_{part} has {bad.size} label(s) outside 0..9 (e.g. "
+                      f"{y[bad[0]]} at index {bad[0]})")
+  return arrays
 
 
 class OnemodelMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -24,6 +56,7 @@ class OnemodelMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   VERSION = tfds.core.Version("1.1.0")
   RELEASE_NOTES = {"1.1.0": "validation split: the first 5,000 training images."}
   RAW_FILES = ("mnist.npz",)
+  HAS_DOWNLOAD = True
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Place mnist.npz (Keras layout) in the manual dir."
 
   def _info(self):
@@ -39,11 +72,7 @@ class OnemodelMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _split_generators(self, dl_manager):
     path = rawdata.local_or_download(dl_manager, {"mnist.npz": URL})["mnist.npz"]
-    try:
-      with np.load(path) as d:
-        arrays = {k: d[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    except Exception as e:
-      raise UserError(f"{path} is not a readable MNIST npz: {e}") from e
+    arrays = load_npz(path)
     x, y = arrays["x_train"], arrays["y_train"]
     return {
         "train": self._generate_examples(x[VALIDATION:], y[VALIDATION:], VALIDATION),

@@ -13,13 +13,11 @@ quoting. CSV follows RFC 4180 quoting (Python's csv module)."""
 
 import csv
 import dataclasses
-import gzip
-import io
 import json
 import os
-import zlib
 from typing import Any, Iterator, Mapping
 
+from onemodel import rawdata
 from onemodel.errors import UserError
 from onemodel.sources import base
 from onemodel.sources import values
@@ -40,33 +38,16 @@ def _format(path: str, given: str) -> str:
   return ext
 
 
-def open_text(path: str):
-  """A text stream of a plain or gzipped file. Bytes that are not UTF-8 become lone
-  surrogates (errors='surrogateescape'), so one bad line is found and skipped
-  (`values.text`) instead of failing the whole file."""
-  raw = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
-  return io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
-
-
-def whole_file_error(path: str, e: Exception) -> UserError:
-  """A file that cannot be read to its end (truncated or corrupt gzip, I/O error)."""
-  return UserError(f"{path} is corrupt or truncated: {type(e).__name__}: {e}")
-
-
-READ_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, OSError)
-
-
 def _utf8(s: str) -> str:
-  try:
-    s.encode("utf-8")
-  except UnicodeEncodeError as e:
-    raise values.BadValue(f"not UTF-8 (byte {e.start})") from e
+  why = rawdata.utf8_error(s)
+  if why:
+    raise values.BadValue(why)
   return s
 
 
 def _rows(path: str, fmt: str) -> Iterator[tuple]:
   """(line number, {column: value}) rows, or (line, BadValue) for an unreadable row."""
-  with open_text(path) as f:
+  with rawdata.open_text(path) as f:
     if fmt == "jsonl":
       for i, line in enumerate(f, 1):
         if not line.strip():
@@ -87,7 +68,11 @@ def _rows(path: str, fmt: str) -> Iterator[tuple]:
     header = None
     for i, row in lines:
       if header is None:
-        header = [_utf8(c).strip() for c in row]
+        first = "\t".join(row)
+        why = rawdata.utf8_error(first) or ("NUL bytes (UTF-16?)" if "\x00" in first else "")
+        if why:  # a header that does not decode: the whole file is in another encoding
+          raise UserError(f"{path} is not UTF-8 text (header row: {why})")
+        header = [c.strip() for c in row]
         continue
       if row == [""] or not row:
         continue
@@ -155,5 +140,5 @@ class Delimited(base.Source):
           skipped.skip(where, str(e))
           continue
         yield where, ex
-    except READ_ERRORS as e:
-      raise whole_file_error(path, e) from e
+    except rawdata.READ_ERRORS as e:
+      raise rawdata.whole_file_error(path, e) from e
