@@ -175,9 +175,15 @@ def check_problem(problem, manual_dir: str, data_dir: Optional[str] = None,
     vocab = stages.run("vocabulary", data_lib.get_vocab, p, data_dir)
     batch = stages.run("batch", lambda: next(iter(data_lib.dataset(
         p, "train", data_dir, batch_size, training=True, vocab=vocab, seed=0))))
-    if tuple(batch["targets"].shape) != (batch_size, p.targets.length):
-      stages.fail("batch", f"targets {tuple(batch['targets'].shape)}, expected "
-                  f"{(batch_size, p.targets.length)} (FeatureSpec.length)")
+    expected = {"targets": (batch_size, p.targets.length)}
+    if p.inputs is not None and p.inputs.modality == "image":
+      expected["inputs"] = (batch_size,) + tuple(p.inputs.shape)
+    if p.inputs is not None and p.inputs.modality == "text":
+      expected["inputs"] = (batch_size, p.inputs.length)
+    for key, shape in expected.items():
+      if tuple(batch[key].shape) != shape:
+        stages.fail("batch", f"{key} {tuple(batch[key].shape)}, expected {shape} "
+                    "(the FeatureSpec)")
     model = stages.run("model", model_lib.build, [p], {p.name: vocab})
     logits = stages.run("model", lambda: model(batch, problem=p.name))
     vocab_size = model.target_embedding(p.name).vocab_size
