@@ -44,7 +44,7 @@ def prepare(problem, data_dir: str, manual_dir: str, download: bool = False) -> 
   """Builds the problem's TFDS data (and vocabulary) into `data_dir` if not there yet."""
   import tensorflow_datasets as tfds
   if not is_prepared(problem, data_dir):
-    raw_dir = os.path.join(os.path.abspath(manual_dir), problem.raw_subdir)
+    raw_dir = rawdata.raw_dir(problem, manual_dir)  # ROOT/raw_subdir or PROBLEM=DIR
     expected = getattr(problem.builder, "RAW_FILES", ())
     missing = [f for f in expected if not os.path.exists(os.path.join(raw_dir, f))]
     can_download = getattr(problem.builder, "HAS_DOWNLOAD", False)

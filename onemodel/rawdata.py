@@ -67,6 +67,35 @@ def explained(problem_name: str, raw_dir: str):
                     f"{raw_dir})") from e
 
 
+def parse_manual_dirs(manual_dir: str):
+  """`--manual_dir` -> (root or None, {problem: dir}). It is a root holding one
+  subdirectory per dataset (the layout of ../shared/data), a comma-separated list of
+  PROBLEM=DIR (DIR holds that problem's raw files themselves), or a root followed by
+  such overrides: `--manual_dir=/data,fsdd=/recordings/fsdd`."""
+  root, per = None, {}
+  for part in filter(None, (p.strip() for p in (manual_dir or "").split(","))):
+    name, eq, path = part.partition("=")
+    if eq and name and "/" not in name and os.sep not in name:
+      per[name] = os.path.abspath(os.path.expanduser(path))
+    elif root is None:
+      root = os.path.abspath(os.path.expanduser(part))
+    else:
+      raise UserError(f"--manual_dir {manual_dir!r}: two roots ({root}, {part}); give one "
+                      "root and PROBLEM=DIR pairs")
+  return root, per
+
+
+def raw_dir(problem, manual_dir: str) -> str:
+  """Where `problem` reads its raw files: its own PROBLEM=DIR, else ROOT/raw_subdir."""
+  root, per = parse_manual_dirs(manual_dir)
+  if problem.name in per:
+    return per[problem.name]
+  if root is None:
+    raise UserError(f"problem {problem.name}: --manual_dir gives directories for "
+                    f"{', '.join(per)} only; add {problem.name}=DIR or a root directory")
+  return os.path.join(root, problem.raw_subdir)
+
+
 def local_or_download(dl_manager, files: Dict[str, str]) -> Dict[str, str]:
   """files: local file name -> upstream URL. Returns local name -> path."""
   manual = getattr(dl_manager, "_manual_dir", None)
