@@ -51,6 +51,7 @@ setup(
             "multi30k_en_de=problems.multi30k",
             "tinyshakespeare=problems.tinyshakespeare",
             "sst2=problems.sst2",
+            "catalog=problems.catalog",
             "mixtures=problems.mixtures",
         ],
     },

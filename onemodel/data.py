@@ -44,6 +44,9 @@ def prepare(problem, data_dir: str, manual_dir: str, download: bool = False) -> 
   """Builds the problem's TFDS data (and vocabulary) into `data_dir` if not there yet."""
   import tensorflow_datasets as tfds
   if not is_prepared(problem, data_dir):
+    not_prepared = getattr(problem.builder, "not_prepared_error", None)
+    if not_prepared is not None and not download:  # a TFDS catalog dataset: never fetch
+      raise UserError(not_prepared(data_dir))
     raw_dir = rawdata.raw_dir(problem, manual_dir)  # ROOT/raw_subdir or PROBLEM=DIR
     expected = getattr(problem.builder, "RAW_FILES", ())
     missing = [f for f in expected if not os.path.exists(os.path.join(raw_dir, f))]

@@ -64,8 +64,10 @@ def _where(exc: BaseException, roots: Sequence[str]) -> str:
 def _import(label: str, fn, roots: Sequence[str]):
   try:
     return fn()
-  except UserError:
-    raise
+  except UserError as e:  # already one line (e.g. a bad FeatureSpec): add where
+    if "failed to import" in str(e) or not roots:
+      raise
+    raise UserError(f"{e} ({_where(e, roots)})") from e
   except Exception as e:  # ImportError, SyntaxError, errors at registration time.
     raise UserError(f"plugin {label} failed to import: {type(e).__name__}: {e} "
                     f"({_where(e, roots)})") from e
