@@ -56,14 +56,17 @@ def test_image_folder_of_mnist_pngs(tmp_path, mnist, capsys):
   p = sources.problem("digits_png", sources.ImageFolder({"train": "train", "test": "test"}),
                       inputs=problem_lib.FeatureSpec("image", shape=(28, 28, 1)),
                       targets=DIGITS)
-  assert p.splits == {"train": "train", "eval": "test", "test": "test"}
+  # No validation folder: 10% of train is held out for the eval role, test stays apart.
+  assert p.splits == {"train": "train[10%:]", "eval": "train[:10%]", "test": "test"}
   data_dir = str(tmp_path / "prepared")
   testing.check_problem(p, str(tmp_path / "manual"), data_dir, jit_compile=False)
   out = capsys.readouterr().out
   assert "digits_png train: skipped 3 corrupt example(s)" in out
   assert "notes.txt: not a readable image" in out
   assert "unsorted/a.png: folder 'unsorted' is not a class name" in out
-  train = data_lib.raw_split(p, "train", data_dir)
+  train = data_lib.raw_split(p, "train", data_dir).concatenate(
+      data_lib.raw_split(p, "eval", data_dir))
+  assert data_lib.train_size(p, data_dir) == 180
   assert _digests(train, "inputs") == sorted(
       hashlib.sha1(x[..., None].tobytes()).hexdigest() for x in x_train)
   labels = sorted(int(ex["targets"]) for ex in train.as_numpy_iterator())
@@ -167,7 +170,7 @@ def test_csv_and_jsonl_tables_read_like_the_tsv(tmp_path, manual_dir):
   want = sorted((text.strip(), int(label)) for label, text in rows)
   for name, fname in (("sst_csv", "dev.csv"), ("sst_jsonl", "dev.jsonl.gz")):
     p = sources.problem(name, sources.Delimited(
-        {"train": fname, "test": fname}, {"inputs": "text", "targets": "sentiment"}),
+        {"train": fname, "validation": fname}, {"inputs": "text", "targets": "sentiment"}),
         raw_subdir="sst_tables", **specs)
     data_dir = str(tmp_path / name)
     data_lib.prepare(p, data_dir, str(tmp_path / "manual"))

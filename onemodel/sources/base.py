@@ -115,15 +115,22 @@ def _to_raw(ex):
   return {role: ex[role] for role in ("inputs", "targets") if role in ex}
 
 
+HOLDOUT = "10%"  # of train, held out for the eval role when there is no validation split
+
+
 def default_splits(split_names: Sequence[str]) -> Dict[str, str]:
-  """Roles from split names: eval uses 'validation' when there is one, test 'test'."""
+  """Roles from split names. eval reads 'validation' when there is one; else the first
+  10% of train is held out for it (TFDS split slicing), so periodic evaluation never
+  reads the test split. test reads 'test' (else 'validation')."""
   names = list(split_names)
   if "train" not in names:
     raise ValueError(f"a source needs a 'train' split, it has {', '.join(names)}")
-  held_out = [s for s in ("validation", "test") if s in names]
-  if not held_out:
+  if "validation" in names:
+    return {"train": "train", "eval": "validation",
+            "test": "test" if "test" in names else "validation"}
+  if "test" not in names:
     raise ValueError("a source needs a 'validation' or 'test' split besides 'train'")
-  return {"train": "train", "eval": held_out[0], "test": held_out[-1]}
+  return {"train": f"train[{HOLDOUT}:]", "eval": f"train[:{HOLDOUT}]", "test": "test"}
 
 
 def problem(name: str, source: Source, targets, inputs=None,
