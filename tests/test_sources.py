@@ -148,7 +148,8 @@ def test_image_caption_list(tmp_path, mnist):
   data_dir = str(tmp_path / "prepared")
   testing.check_problem(p, str(tmp_path / "manual"), data_dir, jit_compile=False,
                         evaluate=False, export=False)
-  caps = {ex["targets"].decode() for ex in data_lib.raw_split(p, "eval", data_dir).as_numpy_iterator()}
+  caps = {ex["targets"].decode()
+          for ex in data_lib.raw_split(p, "eval", data_dir).as_numpy_iterator()}
   assert caps == {f"a handwritten {WORDS[y]}, in grey" for y in y_test}
 
 
@@ -164,7 +165,8 @@ def test_csv_and_jsonl_tables_read_like_the_tsv(tmp_path, manual_dir):
   with gzip.open(raw / "dev.jsonl.gz", "wt", encoding="utf-8") as f:
     for label, text in rows:
       f.write(json.dumps({"text": text, "sentiment": int(label)}) + "\n")
-  specs = dict(inputs=problem_lib.FeatureSpec("text", length=64, vocab=problem_lib.VocabSpec(size=800)),
+  specs = dict(inputs=problem_lib.FeatureSpec("text", length=64,
+                                              vocab=problem_lib.VocabSpec(size=800)),
                targets=problem_lib.FeatureSpec("label", length=2,
                                                class_names=("negative", "positive")))
   want = sorted((text.strip(), int(label)) for label, text in rows)

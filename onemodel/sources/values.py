@@ -42,9 +42,9 @@ def label(value, class_names: Sequence[str]) -> int:
     if 0 <= value < len(class_names):
       return int(value)
     raise BadValue(f"label {value} out of range 0..{len(class_names) - 1}")
-  raise BadValue(f"label {value!r} is not one of the class names "
-                 f"({', '.join(map(str, class_names[:5]))}{', ...' if len(class_names) > 5 else ''})"
-                 " nor a class index")
+  shown = ", ".join(map(str, class_names[:5])) + (", ..." if len(class_names) > 5 else "")
+  raise BadValue(f"label {value!r} is not one of the class names ({shown}) nor a class "
+                 "index")
 
 
 def image(path: str, shape) -> np.ndarray:
