@@ -23,7 +23,8 @@ setup(
     version="0.1.0",
     description="One shared Transformer backbone, small modality adapters, many problems.",
     python_requires=">=3.11,<3.12",
-    packages=["onemodel", "onemodel.adapters", "onemodel.cli", "onemodel.plan", "problems"],
+    packages=["onemodel", "onemodel.adapters", "onemodel.cli", "onemodel.plan",
+              "onemodel.sources", "problems"],
     package_data={"problems": ["checksums.tsv"], "onemodel.plan": ["records.csv"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
@@ -50,6 +51,8 @@ setup(
             "fsdd=problems.fsdd",
             "multi30k_en_de=problems.multi30k",
             "tinyshakespeare=problems.tinyshakespeare",
+            "sst2=problems.sst2",
+            "catalog=problems.catalog",
             "mixtures=problems.mixtures",
         ],
     },

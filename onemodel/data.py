@@ -14,6 +14,7 @@ from typing import Dict, Optional
 import tensorflow as tf
 
 from onemodel import adapters
+from onemodel import rawdata
 from onemodel import vocab as vocab_lib
 from onemodel.errors import UserError
 
@@ -43,19 +44,26 @@ def prepare(problem, data_dir: str, manual_dir: str, download: bool = False) -> 
   """Builds the problem's TFDS data (and vocabulary) into `data_dir` if not there yet."""
   import tensorflow_datasets as tfds
   if not is_prepared(problem, data_dir):
-    raw_dir = os.path.join(os.path.abspath(manual_dir), problem.raw_subdir)
+    not_prepared = getattr(problem.builder, "not_prepared_error", None)
+    if not_prepared is not None and not download:  # a TFDS catalog dataset: never fetch
+      raise UserError(not_prepared(data_dir))
+    raw_dir = rawdata.raw_dir(problem, manual_dir)  # ROOT/raw_subdir or PROBLEM=DIR
     expected = getattr(problem.builder, "RAW_FILES", ())
     missing = [f for f in expected if not os.path.exists(os.path.join(raw_dir, f))]
-    if missing and not download:
+    can_download = getattr(problem.builder, "HAS_DOWNLOAD", False)
+    if missing and not (download and can_download):
       raise UserError(
           f"problem {problem.name}: raw data not found in {raw_dir} (missing "
-          f"{', '.join(missing[:3])}); point --manual_dir at a copy or pass --download")
+          f"{', '.join(missing[:3])}); point --manual_dir at a copy"
+          + (" or pass --download" if can_download else
+             " (it has no download URL)" if download else ""))
     config = tfds.download.DownloadConfig(
         manual_dir=None if missing else raw_dir,
         download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
     b = builder(problem, data_dir)
     logging.info("preparing %s into %s", problem.name, b.data_dir)
-    b.download_and_prepare(download_config=config)
+    with rawdata.explained(problem.name, raw_dir):
+      b.download_and_prepare(download_config=config)
   get_vocab(problem, data_dir)
 
 

@@ -53,10 +53,14 @@ class OneModel(keras.Model):
       if p.inputs is not None:
         imod = adapters.get_modality(p.inputs.modality)
         shared = self.embeddings[key] if p.inputs.modality == p.targets.modality else None
+        # Not sharing the target's embedding (text -> label), a token input is sized by
+        # its own vocabulary and gets its own embedding.
+        in_size = size if shared is not None else imod.vocab_size(p.inputs,
+                                                                   vocabs.get(p.name))
         # Named by problem: two image problems get two adapters with distinct
         # variable paths (the checkpoint keys weights by path).
         self.input_adapters[p.name] = imod.input_layer(
-            p.inputs, size, d, embedding=shared, name=f"{p.name}_{imod.name}_input")
+            p.inputs, in_size, d, embedding=shared, name=f"{p.name}_{imod.name}_input")
     # Sublayers create their variables on first call; there is nothing to build here.
     self.built = True
 

@@ -11,6 +11,7 @@ import dataclasses
 from typing import Callable, Mapping, Optional, Tuple
 
 from onemodel import registry
+from onemodel.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +37,8 @@ class FeatureSpec:
   sample_rate: speech, in Hz.
   class_names: label names, index = class id.
   vocab: text vocabulary recipe.
+  patch_size: image patch size for this problem (0: the model-wide
+    `ImageConfig.patch_size`, adapted to the image size; see adapters/image.py).
   """
   modality: str
   length: int = 0
@@ -43,6 +46,7 @@ class FeatureSpec:
   sample_rate: int = 0
   class_names: Tuple[str, ...] = ()
   vocab: Optional[VocabSpec] = None
+  patch_size: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +73,14 @@ class Problem:
   to_raw: Callable
   description: str = ""
   augment: Optional[Callable] = None
+
+  def __post_init__(self):
+    for role, spec in self.features():
+      if spec.modality == "image" and spec.patch_size:
+        h, w = spec.shape[:2]
+        if spec.patch_size < 1 or h % spec.patch_size or w % spec.patch_size:
+          raise UserError(f"problem {self.name}: {role} FeatureSpec.patch_size="
+                          f"{spec.patch_size} does not divide its {h}x{w} images")
 
   @property
   def lm(self) -> bool:

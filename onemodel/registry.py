@@ -4,27 +4,18 @@ As in seqio, the registry holds values (a `Problem`), not classes with hidden
 hyper-parameter side effects (the T2T counter-example). A duplicate name raises; an
 unknown name raises and lists the closest registered names.
 
-Plugins are found two ways, both explicit and both loud on failure:
-* installed packages declaring the entry-point group `onemodel.problems` (the built-in
-  `problems/` package is discovered exactly this way);
-* `--usr_dir=PATH`: every `*.py` module in PATH is imported (the T2T habit).
-An ImportError in a plugin is re-raised as a `UserError` naming the plugin; T2T swallowed
-these and registrations silently vanished (T2T issues #238, #1741, #1762).
+Plugins (entry points and `--usr_dir`) are found by `onemodel.plugins`; an unknown
+problem name says that a plugin may be missing.
 """
 
 import difflib
-import importlib
-import importlib.metadata
-import importlib.util
-import os
 import re
-import sys
-import traceback
 from typing import Dict, Generic, List, TypeVar
 
+from onemodel import plugins
 from onemodel.errors import UserError
 
-ENTRY_POINT_GROUP = "onemodel.problems"
+ENTRY_POINT_GROUP = plugins.ENTRY_POINT_GROUP
 _NAME_RE = re.compile(r"^[a-z0-9_]+$")
 T = TypeVar("T")
 
@@ -32,8 +23,9 @@ T = TypeVar("T")
 class Registry(Generic[T]):
   """A name -> value map where duplicates and unknown names are loud."""
 
-  def __init__(self, kind: str):
+  def __init__(self, kind: str, hint: str = ""):
     self.kind = kind
+    self.hint = hint  # appended to "unknown name" errors
     self._items: Dict[str, T] = {}
 
   def register(self, name: str, value: T) -> T:
@@ -57,7 +49,8 @@ class Registry(Generic[T]):
       close = self.closest(name)
       hint = (f"; closest: {', '.join(close)}" if close else
               f"; registered: {', '.join(sorted(self._items)) or 'none'}")
-      raise UserError(f"unknown {self.kind} {name!r}{hint}")
+      raise UserError(f"unknown {self.kind} {name!r}{hint}"
+                      + (f"; {self.hint}" if self.hint else ""))
     return self._items[name]
 
   def names(self) -> List[str]:
@@ -67,63 +60,21 @@ class Registry(Generic[T]):
     return name in self._items
 
 
-PROBLEMS: "Registry" = Registry("problem")
+PROBLEMS: "Registry" = Registry("problem", hint=plugins.USR_DIR_HINT)
 MIXTURES: "Registry" = Registry("mixture")  # see onemodel.mixtures
-_loaded_modules = set()
-
-
-def _import_plugin(plugin_name: str, import_fn):
-  try:
-    return import_fn()
-  except UserError:
-    raise
-  except Exception as e:  # ImportError, SyntaxError, errors at registration time.
-    where = traceback.extract_tb(e.__traceback__)[-1]
-    raise UserError(
-        f"plugin {plugin_name!r} failed to import: {type(e).__name__}: {e} "
-        f"({os.path.basename(where.filename)}:{where.lineno})") from e
 
 
 def load_entry_points() -> None:
-  """Imports every module declared in the `onemodel.problems` entry-point group."""
-  for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-    if ep.value in _loaded_modules:
-      continue
-    _import_plugin(ep.name, ep.load)
-    _loaded_modules.add(ep.value)
+  plugins.load_entry_points()
 
 
 def import_usr_dir(path: str) -> List[str]:
-  """Imports every `*.py` module of a user directory; returns the module names."""
-  path = os.path.abspath(os.path.expanduser(path))
-  if not os.path.isdir(path):
-    raise UserError(f"--usr_dir {path} is not a directory")
-  names = []
-  for fname in sorted(os.listdir(path)):
-    if not fname.endswith(".py") or fname.startswith("_"):
-      continue
-    mod_name = "onemodel_usr." + fname[:-3]
-    fpath = os.path.join(path, fname)
-    if fpath in _loaded_modules:
-      continue
-
-    def _load(fpath=fpath, mod_name=mod_name):
-      spec = importlib.util.spec_from_file_location(mod_name, fpath)
-      module = importlib.util.module_from_spec(spec)
-      sys.modules[mod_name] = module
-      spec.loader.exec_module(module)
-      return module
-
-    _import_plugin(fpath, _load)
-    _loaded_modules.add(fpath)
-    names.append(mod_name)
-  return names
+  return plugins.import_usr_dir(path)
 
 
-def load_plugins(usr_dir: str = "") -> None:
-  load_entry_points()
-  if usr_dir:
-    import_usr_dir(usr_dir)
+def load_plugins(usr_dir: str = "", run_dir: str = "") -> None:
+  """Entry-point plugins, `usr_dir`, and the usr_dirs the run in `run_dir` recorded."""
+  plugins.load(usr_dir, run_dir)
 
 
 def get_problem(name: str):
@@ -146,4 +97,4 @@ def get_task(name: str):
                                     cutoff=0.4)
   hint = f"; closest: {', '.join(close)}" if close else \
       f"; registered: {', '.join(PROBLEMS.names() + MIXTURES.names()) or 'none'}"
-  raise UserError(f"unknown problem {name!r}{hint}")
+  raise UserError(f"unknown problem {name!r}{hint}; {plugins.USR_DIR_HINT}")

@@ -32,6 +32,7 @@ from onemodel import interrupts as interrupts_lib
 from onemodel import mixtures
 from onemodel import model as model_lib
 from onemodel import optim
+from onemodel import plugins
 from onemodel import precision
 from onemodel import pruning
 from onemodel import rundir as rundir_lib
@@ -311,6 +312,8 @@ class Trainer:
               "the training data", flush=True)
     if config_text:
       run.write_text("config.gin", config_text)
+    if self.is_chief:  # later commands on the run (eval, export, decode) find its plugins
+      plugins.write_record(self.output_dir)
     writer, eval_writer = self._writer("train"), self._writer("eval")
     progress = Progress(cfg.train_steps, start, self._peak_gflops(), self.model.cfg,
                         [self.model.target_embedding(p.name).vocab_size

@@ -19,6 +19,7 @@ class OnemodelTinyshakespeare(tfds.core.GeneratorBasedBuilder, skip_registration
   name = "onemodel_tinyshakespeare"
   VERSION = tfds.core.Version("1.0.0")
   RAW_FILES = ("input.txt",)
+  HAS_DOWNLOAD = True
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Place char-rnn's tinyshakespeare input.txt in the manual dir."
 
   def _info(self):
@@ -30,15 +31,21 @@ class OnemodelTinyshakespeare(tfds.core.GeneratorBasedBuilder, skip_registration
 
   def _split_generators(self, dl_manager):
     path = rawdata.local_or_download(dl_manager, {"input.txt": URL})["input.txt"]
-    with open(path, encoding="utf-8") as f:
-      text = f.read()
+    text = rawdata.read_text(path)
     cut = int(len(text) * 0.9)
-    return {"train": self._generate_examples(text[:cut]),
-            "validation": self._generate_examples(text[cut:])}
+    return {"train": self._generate_examples(text[:cut], "train"),
+            "validation": self._generate_examples(text[cut:], "validation", cut)}
 
-  def _generate_examples(self, text):
+  def _generate_examples(self, text, split, offset=0):
+    skipped = rawdata.SkipCounter(f"tinyshakespeare {split}")
     for i in range(0, len(text), CHUNK):
-      yield i, {"text": text[i:i + CHUNK]}
+      chunk = text[i:i + CHUNK]
+      bad = rawdata.utf8_error(chunk)
+      if bad:  # bytes that are not UTF-8: the chunk is skipped, not mis-decoded
+        skipped.skip(f"input.txt characters {offset + i}..{offset + i + len(chunk)}", bad)
+        continue
+      yield i, {"text": chunk}
+    skipped.report()
 
 
 problem_lib.register(problem_lib.Problem(

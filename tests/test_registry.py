@@ -52,7 +52,7 @@ def test_usr_dir_plugin_registers(tmp_path, isolated_registry):
   """))
   registry.load_plugins()
   names = registry.import_usr_dir(str(tmp_path))
-  assert names == ["onemodel_usr.my_problem"]
+  assert names == [f"{tmp_path.name}.my_problem"]  # the directory is a real package
   assert "my_digits" in registry.PROBLEMS
 
 
@@ -77,7 +77,8 @@ def test_entry_point_import_error_names_plugin(monkeypatch):
     def load(self):
       raise ImportError("No module named 'no_such_package_xyz'")
 
-  monkeypatch.setattr(registry.importlib.metadata, "entry_points",
+  from onemodel import plugins
+  monkeypatch.setattr(plugins.importlib.metadata, "entry_points",
                       lambda group: [BrokenEntryPoint()])
   with pytest.raises(UserError) as e:
     registry.load_entry_points()

@@ -104,8 +104,22 @@ class Image(base.Modality):
 
   def input_layer(self, spec, vocab_size, model_dim, embedding=None, name=None):
     h, w, _ = spec.shape
-    return PatchEmbedding(h, w, ImageConfig().patch_size, model_dim,
+    return PatchEmbedding(h, w, patch_size(spec, ImageConfig()), model_dim,
                           name=name or "image_input")
+
+
+def patch_size(spec, cfg: ImageConfig) -> int:
+  """The problem's own `FeatureSpec.patch_size`, else the model-wide
+  `ImageConfig.patch_size` adapted to the image: with the 'patch' stem, the largest
+  size up to it that divides both sides (7 for 28x28 MNIST stays 7; 32x32 CIFAR gets 4),
+  so one mixture holds images of any sizes."""
+  if spec.patch_size:
+    return spec.patch_size  # checked against the shape when the problem is made
+  p = cfg.patch_size
+  h, w = spec.shape[:2]
+  if cfg.stem == "patch" and (h % p or w % p):
+    p = max(d for d in range(1, p + 1) if h % d == 0 and w % d == 0)
+  return p
 
 
 base.MODALITIES.register("image", Image())

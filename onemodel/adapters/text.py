@@ -1,7 +1,8 @@
 """Text: subword (or character) ids from the problem's vocabulary, tokenized in tf.data.
 
 Input and target text of a problem share one vocabulary and therefore one
-`TokenEmbedding`, whose transpose is also the output softmax."""
+`TokenEmbedding`, whose transpose is also the output softmax. Text input with a non-text
+target (text -> class label) has an embedding of its own, sized by its vocabulary."""
 
 import tensorflow as tf
 
@@ -20,7 +21,12 @@ class Text(base.Modality):
     return vocab.encode_tf(raw)
 
   def input_layer(self, spec, vocab_size, model_dim, embedding=None, name=None):
-    return base.TokenInput(embedding, name=name or "text_input")
+    name = name or "text_input"
+    if embedding is None:  # the target is not text (e.g. a class label): own embedding
+      if not vocab_size:
+        raise ValueError("a text input needs a vocabulary (its FeatureSpec.vocab)")
+      embedding = base.TokenEmbedding(vocab_size, model_dim, name=f"{name}_embedding")
+    return base.TokenInput(embedding, name=name)
 
   def postprocess(self, ids, spec, vocab):
     return vocab.decode(ids)

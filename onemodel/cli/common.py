@@ -107,8 +107,11 @@ def pick_problem(t, name: str):
 
 
 def load_plugins():
+  """Entry-point plugins, --usr_dir, and the plugin dirs recorded in --output_dir's run
+  (OUTPUT_DIR/plugins.json), so eval/export/decode of a run need no --usr_dir."""
   from onemodel import registry
-  registry.load_plugins(FLAGS.usr_dir)
+  run_dir = FLAGS.output_dir if "output_dir" in FLAGS else ""
+  registry.load_plugins(FLAGS.usr_dir, run_dir or "")
 
 
 def run(main):

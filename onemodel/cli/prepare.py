@@ -1,6 +1,10 @@
 """onemodel-prepare: build problems' TFDS data and vocabularies ahead of time.
 
   onemodel-prepare --problem=mnist,fsdd --manual_dir=../shared/data --data_dir=~/data
+  onemodel-prepare --problem=multimodel --manual_dir=../shared/data,fsdd=/my/fsdd
+
+A mixture name prepares every member problem and the vocabulary they share.
+`--manual_dir` is a root with one subdirectory per dataset, PROBLEM=DIR pairs, or both.
 """
 
 from absl import flags
@@ -20,11 +24,21 @@ def main(argv):
   from onemodel import registry
   if not FLAGS.problem:
     raise common.UserError("--problem is required (e.g. --problem=mnist or --problem=all)")
+  from onemodel import mixtures
   names = registry.PROBLEMS.names() if FLAGS.problem == ["all"] else FLAGS.problem
-  problems = [registry.get_problem(n) for n in names]
-  for p in problems:
-    data_lib.prepare(p, FLAGS.data_dir, FLAGS.manual_dir, download=FLAGS.download)
-    print(f"prepared {p.name} in {FLAGS.data_dir}", flush=True)
+  tasks = [mixtures.resolve(n) for n in names]  # unknown names fail before any work
+  done = set()
+  for problems, mixture in tasks:
+    for p in problems:
+      if p.name not in done:
+        data_lib.prepare(p, FLAGS.data_dir, FLAGS.manual_dir, download=FLAGS.download)
+        print(f"prepared {p.name} in {FLAGS.data_dir}", flush=True)
+        done.add(p.name)
+    if mixture is not None:
+      vocabs, _ = data_lib.get_vocabs(problems, FLAGS.data_dir)  # the shared vocabulary
+      shared = sorted({type(v).__name__ for v in vocabs.values() if v is not None})
+      print(f"prepared mixture {mixture.name} ({', '.join(mixture.problems)}; "
+            f"vocabularies: {', '.join(shared) or 'none'}) in {FLAGS.data_dir}", flush=True)
 
 
 def run():

@@ -1,0 +1,71 @@
+"""Mixtures of any data: per-problem manual directories, and `onemodel-prepare
+--problem=MIXTURE` preparing every member and their shared vocabulary."""
+
+import gzip
+import os
+import textwrap
+
+import pytest
+
+from conftest import cli, one_line_error
+from onemodel import rawdata
+from onemodel.errors import UserError
+
+PLUGIN = '''
+from onemodel import mixtures, problem, sources
+text = problem.FeatureSpec("text", length=32, vocab=problem.VocabSpec(size=300))
+problem.register(sources.problem(
+    "m30k_small", sources.ParallelText({"train": ("train.en", "train.de"),
+                                        "validation": ("val.en", "val.de")}),
+    inputs=text, targets=text))
+problem.register(sources.problem(
+    "sst_small", sources.Delimited({"train": "train.tsv", "validation": "dev.tsv"},
+                                   {"inputs": ("sentence", "content"), "targets": "label"}),
+    inputs=text, targets=problem.FeatureSpec("label", length=2, class_names=("neg", "pos"))))
+mixtures.register(mixtures.Mixture(name="small_text_mix",
+                                   problems=("m30k_small", "sst_small")))
+'''
+
+
+def _head(path, n):
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "rt", encoding="utf-8", newline="") as f:
+    return "".join(f.readlines()[:n]) if not path.endswith(".gz") else \
+        "\n".join(f.read().split("\n")[:n]) + "\n"
+
+
+def test_prepare_mixture_with_per_problem_manual_dirs(tmp_path, manual_dir):
+  plug = tmp_path / "plug"
+  plug.mkdir()
+  (plug / "small.py").write_text(PLUGIN)
+  root = tmp_path / "root" / "m30k_small"  # the root layout: ROOT/PROBLEM/
+  root.mkdir(parents=True)
+  for stem, n in (("train", 300), ("val", 100)):
+    for lang in ("en", "de"):
+      (root / f"{stem}.{lang}").write_text(
+          _head(os.path.join(manual_dir, "multi30k", f"{stem}.{lang}.gz"), n))
+  elsewhere = tmp_path / "my_copies" / "sentiment"  # sst_small's own directory
+  elsewhere.mkdir(parents=True)
+  for name, n in (("train.tsv", 301), ("dev.tsv", 101)):
+    (elsewhere / name).write_text(_head(os.path.join(manual_dir, "sst2", name), n))
+  data = tmp_path / "data"
+  rc, so, se = cli("onemodel-prepare", "--problem=small_text_mix", f"--usr_dir={plug}",
+                   f"--manual_dir={tmp_path / 'root'},sst_small={elsewhere}",
+                   f"--data_dir={data}")
+  assert rc == 0, se[-3000:]
+  assert "prepared m30k_small" in so and "prepared sst_small" in so
+  assert "prepared mixture small_text_mix" in so
+  shared = data / "vocab" / "shared_sentencepiece_m30k_small_sst_small" / "spm300.model"
+  assert shared.exists()
+
+  rc, so, se = cli("onemodel-prepare", "--problem=small_text_mix", f"--usr_dir={plug}",
+                   f"--manual_dir=sst_small={elsewhere}", f"--data_dir={tmp_path / 'd2'}")
+  one_line_error(rc, se, "problem m30k_small", "m30k_small=DIR")
+
+
+def test_parse_manual_dirs():
+  assert rawdata.parse_manual_dirs("/data") == ("/data", {})
+  assert rawdata.parse_manual_dirs("/data,fsdd=/x/rec") == ("/data", {"fsdd": "/x/rec"})
+  assert rawdata.parse_manual_dirs("a=/1,b=/2") == (None, {"a": "/1", "b": "/2"})
+  with pytest.raises(UserError, match="two roots"):
+    rawdata.parse_manual_dirs("/data,/other")
