@@ -53,11 +53,6 @@ class TrainConfig:
   cache: bool = False               # keep prepared features (log-mel, ids) in memory
   report_mfu: bool = True           # measure the matmul peak once (cached) and log MFU
   shuffle_buffer: int = 4096        # examples; the buffer is part of every checkpoint
-  # A non-finite training loss stops the run (exit status 1) naming the step. 'restore':
-  # reload the last good checkpoint and go on past the batches that diverged, as Model
-  # Garden's recovery does, at most `max_recoveries` times.
-  on_nonfinite: str = "stop"
-  max_recoveries: int = 3
 
 
 # binding -> (lowest allowed value, what the range is called)
@@ -68,7 +63,7 @@ _AT_LEAST = {
     "checkpoint_every_steps": (1, ">= 1"), "keep_checkpoints": (1, ">= 1"),
     "eval_every_steps": (0, ">= 0 (0: only at the end)"),
     "eval_max_examples": (0, ">= 0 (0: the whole split)"), "seed": (0, ">= 0"),
-    "shuffle_buffer": (1, ">= 1"), "max_recoveries": (0, ">= 0"),
+    "shuffle_buffer": (1, ">= 1"),
 }
 _BOOLS = ("pack", "noise_scale", "jit_compile", "deterministic", "cache", "report_mfu")
 _ROLES = ("eval_role", "final_eval_role")
@@ -99,8 +94,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
   for name in _ROLES:
     if not isinstance(getattr(cfg, name), str):
       _fail(name, getattr(cfg, name), "a split role such as 'eval' or 'test'")
-  if cfg.on_nonfinite not in ("stop", "restore"):
-    _fail("on_nonfinite", cfg.on_nonfinite, "'stop' or 'restore'")
   if not isinstance(cfg.per_problem, dict):
     _fail("per_problem", cfg.per_problem, "a dict {problem: {setting: value}}")
   for problem, over in cfg.per_problem.items():

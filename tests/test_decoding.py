@@ -145,3 +145,21 @@ def test_sampling_with_top_k_one_is_greedy():
   greedy, _ = decoding.cached_greedy(model, "copy", batch, 6)
   sampled, _ = decoding.cached_greedy(model, "copy", batch, 6, temperature=1.0, top_k=1)
   np.testing.assert_array_equal(sampled.numpy(), greedy.numpy())
+
+
+def test_decode_function_under_xla_equals_plain():
+  """DecodeConfig.jit_compile (used by evaluation, onemodel-decode and the export)
+  compiles the cached greedy and beam loops and gives the same outputs."""
+  p, model = _model()
+  rng = np.random.default_rng(3)
+  src = rng.integers(3, 12, size=[4, 6]).astype(np.int32)
+  src[:, 4:] = 0
+  batch = {"inputs": tf.constant(src), "targets": tf.zeros([4, 6], tf.int32)}
+  for method in ("greedy", "beam"):
+    plain = decoding.decode_function(model, "copy", 6, decoding.DecodeConfig(method=method))
+    xla = decoding.decode_function(model, "copy", 6,
+                                   decoding.DecodeConfig(method=method, jit_compile=True))
+    assert xla._jit_compile is True and not plain._jit_compile  # pylint: disable=protected-access
+    a, b = plain(batch), xla(batch)
+    np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
+    np.testing.assert_allclose(a[1].numpy(), b[1].numpy(), rtol=1e-4, atol=1e-4)
