@@ -3,7 +3,7 @@
 TFDS is only ever called with `download=False` semantics here: raw files come from the
 manual directory (tests and CI: ../shared/data) or, only when the user passes
 `--download`, from the upstream URLs. A missing directory is one clear error naming it,
-never TFDS's 205 s retry loop (see STACK.md).
+never TFDS's retry loop (about 205 s without a network, measured).
 """
 
 import functools

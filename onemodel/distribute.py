@@ -92,7 +92,7 @@ def _need_cluster(name):
 
 def _check_tpu_address(tpu: str, timeout: float = 5.0):
   """A grpc:// address with nothing listening makes TPUClusterResolver hang for minutes
-  (STACK.md): probe it first and fail fast."""
+  (measured with TF 2.21): probe it first and fail fast."""
   if not tpu.startswith("grpc://"):
     return
   host, _, port = tpu[len("grpc://"):].rpartition(":")
@@ -149,7 +149,7 @@ def serve_if_server_task(name: str) -> bool:
   if kind not in ("worker", "ps"):
     return False
   resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-  # Workers need >= 3 inter-op threads or coordinator.join() can deadlock (STACK.md).
+  # Workers need >= 3 inter-op threads or coordinator.join() can deadlock (measured with TF 2.21: an in-process cluster hangs).
   config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=4)
   server = tf.distribute.Server(resolver.cluster_spec(), job_name=kind, task_index=index,
                                 protocol="grpc", config=config, start=True)

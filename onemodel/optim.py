@@ -1,6 +1,6 @@
 """Keras optimizers with warmup + decay schedules, configured by gin.
 
-Large-batch training (issue #6):
+Large-batch training:
 - optimizers 'lamb' (keras.optimizers.Lamb, You et al. 2019, arXiv:1904.00962),
   'lars' (`Lars` below, You et al. 2017, arXiv:1708.03888) and 'adafactor'
   (keras.optimizers.Adafactor, Shazeer & Stern 2018), next to 'adamw', 'adam', 'sgd';

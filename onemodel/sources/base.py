@@ -18,7 +18,7 @@ import tensorflow_datasets as tfds
 from onemodel import problem as problem_lib
 from onemodel import rawdata
 from onemodel.errors import UserError
-from onemodel.sources import values
+import onemodel.sources.values as values
 
 Example = Tuple[str, Dict[str, object]]
 

@@ -19,8 +19,8 @@ from typing import Any, Iterator, Mapping
 
 from onemodel import rawdata
 from onemodel.errors import UserError
-from onemodel.sources import base
-from onemodel.sources import values
+import onemodel.sources.base as base
+import onemodel.sources.values as values
 
 FORMATS = ("tsv", "csv", "jsonl")
 

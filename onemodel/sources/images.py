@@ -14,8 +14,8 @@ import os
 from typing import Mapping
 
 from onemodel.errors import UserError
-from onemodel.sources import base
-from onemodel.sources import values
+import onemodel.sources.base as base
+import onemodel.sources.values as values
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import Mapping, Tuple
 
 from onemodel import rawdata
 from onemodel.errors import UserError
-from onemodel.sources import base
-from onemodel.sources import values
+import onemodel.sources.base as base
+import onemodel.sources.values as values
 
 
 def _lines(path: str):
