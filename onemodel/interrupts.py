@@ -36,10 +36,12 @@ class Interrupts:
     self._handler, self._previous = None, {}
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
       self._handler = tf.distribute.experimental.PreemptionCheckpointHandler(
-          strategy.cluster_resolver, _SaveOnly(save),
+          # An empty checkpoint: the handler restores it when it starts, and onemodel
+          # restores its own (with fallback past corrupt files); saving goes to `save`.
+          strategy.cluster_resolver, tf.train.Checkpoint(),
           checkpoint_dir=scratch_dir,  # the handler's own bookkeeping only
           termination_config=tf.distribute.experimental.TerminationConfig(
-              save_fn=lambda step: save(step), exit_fn=self._exit_after_handler))
+              save_fn=save, exit_fn=self._exit_after_handler))
       signals = (signal.SIGINT,)
     else:
       signals = (signal.SIGTERM, signal.SIGINT)
@@ -71,11 +73,3 @@ class Interrupts:
       signal.signal(s, previous)
     self._previous = {}
 
-
-class _SaveOnly(tf.train.Checkpoint):
-  """The handler wants a checkpoint to restore at start; onemodel restores its own
-  (with fallback past corrupt files), so it gets an empty one."""
-
-  def __init__(self, save):
-    super().__init__()
-    del save
