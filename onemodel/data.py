@@ -150,21 +150,24 @@ def train_size(problem, data_dir: str) -> int:
   return int(builder(problem, data_dir).info.splits[problem.splits["train"]].num_examples)
 
 
-def _lm_windows(problem, ex, training, seed=None):
-  """Language modelling: one random window (train; a pure function of the example's
-  `seed`) or all full windows (eval)."""
-  n = problem.targets.length
-  text = problem.to_raw(ex)["targets"]
-  if training:
-    chars = tf.strings.length(text, unit="UTF8_CHAR")
-    start = tf.random.stateless_uniform([], seed, 0, tf.maximum(chars - n, 0) + 1,
-                                        tf.int32)
-    return tf.data.Dataset.from_tensors(
-        {"targets": tf.strings.substr(text, start, n, unit="UTF8_CHAR")})
-  starts = tf.range(0, tf.strings.length(text, unit="UTF8_CHAR") - n + 1, n)
-  return tf.data.Dataset.from_tensor_slices(
-      {"targets": tf.strings.substr(tf.fill(tf.shape(starts), text), starts,
-                                    tf.fill(tf.shape(starts), n), unit="UTF8_CHAR")})
+def _lm_window(ids, n: int, seed):
+  """Language-model training: one random window of `n` tokens of a text's ids (the whole
+  text if it is shorter), a pure function of the example's `seed`."""
+  start = tf.random.stateless_uniform([], seed, 0, tf.maximum(tf.size(ids) - n, 0) + 1,
+                                      tf.int32)
+  return ids[start:start + n]
+
+
+def _lm_eval_windows(feats, n: int) -> tf.data.Dataset:
+  """Language-model evaluation: a text's ids cut into consecutive windows of `n` tokens,
+  the last one padded, so every token is scored exactly once and a text shorter than a
+  window (an lm1b sentence) is one window; other features are repeated per window."""
+  ids = feats["targets"]
+  count = tf.maximum((tf.size(ids) + n - 1) // n, 1)
+  windows = tf.reshape(tf.pad(ids, [[0, count * n - tf.size(ids)]]), [count, n])
+  rest = {k: tf.repeat(tf.expand_dims(v, 0), count, axis=0) for k, v in feats.items()
+          if k != "targets"}
+  return tf.data.Dataset.from_tensor_slices({**rest, "targets": windows})
 
 
 def example_features(problem, raw: Dict[str, tf.Tensor], vocab, training: bool,
@@ -185,9 +188,8 @@ def example_features(problem, raw: Dict[str, tf.Tensor], vocab, training: bool,
       out["inputs" + (f"_{k}" if k else "")] = v
   spec = problem.targets
   ids = adapters.get_modality(spec.modality).target_ids(raw["targets"], spec, vocab)
-  if problem.lm:
-    from onemodel.adapters.base import pad_or_truncate
-    out["targets"] = pad_or_truncate(ids, spec.length)
+  if problem.lm:  # the whole text's ids: windows are cut by augment_features (train)
+    out["targets"] = ids  # or by _lm_eval_windows (evaluation)
   else:
     from onemodel.adapters.base import with_eos
     out["targets"] = with_eos(ids, spec.length)
@@ -197,7 +199,12 @@ def example_features(problem, raw: Dict[str, tf.Tensor], vocab, training: bool,
 def augment_features(problem, feats, seed):
   """Training-time augmentation of `example_features(..., training=False)`'s output:
   the input modality's `augment` (SpecAugment, random shift), applied after the cache,
-  a pure function of the example's `seed`."""
+  a pure function of the example's `seed`. Language modelling: a random window of the
+  text."""
+  if problem.lm:
+    from onemodel.adapters.base import pad_or_truncate
+    n = problem.targets.length
+    return {**feats, "targets": pad_or_truncate(_lm_window(feats["targets"], n, seed), n)}
   if problem.inputs is None:
     return feats
   mod = adapters.get_modality(problem.inputs.modality)
@@ -395,16 +402,15 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
   if sharded and not blocks:
     ds = ds.shard(num_shards, shard_index)
   if not training:
-    ds = ds.flat_map(lambda ex: _lm_windows(problem, ex, False)) if problem.lm else \
-        ds.map(problem.to_raw, **order)
-    ds = ds.map(featurize, **order)
+    ds = ds.map(problem.to_raw, **order).map(featurize, **order)
+    if problem.lm:
+      ds = ds.flat_map(lambda feats: _lm_eval_windows(feats, problem.targets.length))
   else:
-    if cache and not problem.lm:
-      # Prepare once, then repeat/shuffle the cached features and augment per epoch.
+    if cache:
+      # Prepare once, then repeat/shuffle the cached features and augment per epoch
+      # (language modelling: a text's ids are cached, a window cut per epoch).
       ds = ds.map(problem.to_raw, **order)
       ds = ds.map(functools.partial(featurize, training=False), **order).cache()
-    elif cache:  # language modelling: the text is cached; windows are cut per epoch
-      ds = ds.cache()
     # Shuffle, then repeat: epochs stay whole (every example once per epoch), where
     # repeat-then-shuffle would let one epoch's examples run into the next.
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
@@ -421,11 +427,8 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
           lambda j, ex: tf.equal((j // batch_size) % tf.cast(num_shards, tf.int64),
                                  tf.cast(shard_index, tf.int64)))
       ds = ds.map(lambda j, ex: ex)
-    if cache and not problem.lm:
+    if cache:
       ds = ds.map(lambda feats, s: augment_features(problem, feats, s), **order)
-    elif problem.lm:
-      ds = ds.flat_map(lambda ex, s: _lm_windows(problem, ex, True, s))
-      ds = ds.map(featurize, **order)
     else:
       ds = ds.map(lambda ex, s: (problem.to_raw(ex), s), **order)
       ds = ds.map(featurize, **order)

@@ -8,9 +8,10 @@ adapters; they are never repeated in gin.
 """
 
 import dataclasses
-from typing import Callable, Mapping, Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 from onemodel import registry
+from onemodel.adapters import speech
 from onemodel.errors import UserError
 
 
@@ -21,9 +22,13 @@ class VocabSpec:
   kind: 'sentencepiece' (subwords learned with SentencePiece, tokenized in-graph by
     tf-text) or 'char' (one id per character, exact per-character losses).
   size: the vocabulary size asked for (sentencepiece only; small corpora give fewer).
+  max_texts: learn from at most this many training texts, read in the split's order
+    (0: all). Large corpora (lm1b's 30 M sentences) need a cap: SentencePiece's own
+    documentation suggests a sample of about a million sentences.
   """
   kind: str = "sentencepiece"
   size: int = 8000
+  max_texts: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +44,9 @@ class FeatureSpec:
   vocab: text vocabulary recipe.
   patch_size: image patch size for this problem (0: the model-wide
     `ImageConfig.patch_size`, adapted to the image size; see adapters/image.py).
+  front_end: speech front-end settings of this problem, overriding the model-wide
+    `SpeechConfig` field by field, e.g. {"num_mels": 40, "hop_ms": 20.0,
+    "time_mask": 20} (8 kHz digits and 16 kHz read speech rarely want the same).
   """
   modality: str
   length: int = 0
@@ -47,6 +55,10 @@ class FeatureSpec:
   class_names: Tuple[str, ...] = ()
   vocab: Optional[VocabSpec] = None
   patch_size: int = 0
+  front_end: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):  # frozen and hashable: the overrides as sorted pairs
+    object.__setattr__(self, "front_end", tuple(sorted(dict(self.front_end).items())))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +88,8 @@ class Problem:
 
   def __post_init__(self):
     for role, spec in self.features():
+      if spec.front_end:
+        speech.check_front_end(f"problem {self.name}: {role} FeatureSpec.front_end", spec)
       if spec.modality == "image" and spec.patch_size:
         h, w = spec.shape[:2]
         if spec.patch_size < 1 or h % spec.patch_size or w % spec.patch_size:

@@ -16,6 +16,7 @@ convention, so T2T `.subwords` files load with the same ids) and 2 for unknown.
 """
 
 import io
+import itertools
 import json
 import os
 import time
@@ -209,7 +210,7 @@ def get_or_build_vocab(data_dir: str, problem_name: str, spec, texts_fn,
       time.sleep(1)
   if tf.io.gfile.exists(path):
     return load_vocab(path, spec.kind)
-  texts = list(texts_fn())
+  texts = list(itertools.islice(texts_fn(), spec.max_texts or None))
   if spec.kind == "sentencepiece":
     vocab = SentencePieceVocab.train(texts, spec.size)
   elif spec.kind == "char":

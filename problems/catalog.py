@@ -48,8 +48,9 @@ problem_lib.register(catalog.catalog_problem(
 for pair, src, tgt in (("de-en", "en", "de"), ("fr-en", "en", "fr")):
   problem_lib.register(catalog.catalog_problem(
       f"wmt14_{src}_{tgt}", f"wmt14_translate/{pair}:1.0.0", {"inputs": src, "targets": tgt},
-      inputs=P("text", length=128, vocab=SP("sentencepiece", 32000)),
-      targets=P("text", length=128, vocab=SP("sentencepiece", 32000)),
+      # One shared vocabulary learned from the first million sentence pairs.
+      inputs=P("text", length=128, vocab=SP("sentencepiece", 32000, max_texts=2_000_000)),
+      targets=P("text", length=128, vocab=SP("sentencepiece", 32000, max_texts=2_000_000)),
       splits={"train": "train", "eval": "validation", "test": "test"},
       description=f"WMT'14 {src} -> {tgt} (TFDS catalog; test: newstest2014)"))
 
@@ -62,3 +63,13 @@ problem_lib.register(catalog.catalog_problem(
     # Karpathy's splits (arXiv:1412.2306), as TFDS names them.
     splits={"train": "train+restval", "eval": "val", "test": "test"},
     description="COCO captions 2014 (TFDS catalog): image -> first caption"))
+
+problem_lib.register(catalog.catalog_problem(
+    "lm1b", "lm1b:1.1.0", {"targets": "text"},
+    # Subword language modelling as Flax's lm1b example (SentencePiece 30k, windows of
+    # 128 tokens); one sentence per example, so most sentences are one whole window.
+    targets=P("text", length=128, vocab=SP("sentencepiece", 30000, max_texts=1_000_000)),
+    # lm1b has no validation split: 30,000 training sentences are held out for "eval";
+    # test is the benchmark's held-out set (news.en.heldout-00000).
+    splits={"train": "train[30000:]", "eval": "train[:30000]", "test": "test"},
+    description="One Billion Word benchmark (TFDS catalog): sentence language modelling"))

@@ -12,7 +12,7 @@ from onemodel import registry
 from onemodel.errors import UserError
 
 CATALOG = ["cifar10", "imagenet2012", "librispeech", "wmt14_en_de", "wmt14_en_fr",
-           "coco_captions"]
+           "coco_captions", "lm1b"]
 
 
 def test_catalog_problems_are_registered(problems):

@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from onemodel.adapters import base
+from onemodel.errors import UserError
 
 
 @gin.configurable
@@ -24,6 +25,33 @@ class SpeechConfig:
   # mask of up to this many mel bins and one time mask of up to this many frames.
   freq_mask: int = 0
   time_mask: int = 0
+
+
+# (lowest allowed value, type) of each per-problem front-end setting.
+_RANGES = {"num_mels": (1, int), "frame_ms": (1e-3, float), "hop_ms": (1e-3, float),
+           "conv_channels": (1, int), "freq_mask": (0, int), "time_mask": (0, int)}
+
+
+def settings(spec) -> SpeechConfig:
+  """The speech settings of one problem's feature: the model-wide `SpeechConfig`, with
+  the problem's own `FeatureSpec.front_end` overrides."""
+  return dataclasses.replace(SpeechConfig(), **dict(spec.front_end))
+
+
+def check_front_end(where: str, spec) -> None:
+  """A user mistake in `spec.front_end` -> UserError naming `where` and the setting."""
+  if spec.modality != "speech":
+    raise UserError(f"{where}: front-end settings are for speech features, not "
+                    f"{spec.modality}")
+  for key, value in dict(spec.front_end).items():
+    if key not in _RANGES:
+      raise UserError(f"{where}: unknown setting {key!r} (allowed: "
+                      f"{', '.join(sorted(_RANGES))})")
+    low, kind = _RANGES[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+        (kind is int and int(value) != value) or value < low:
+      what = "an integer" if kind is int else "a number"
+      raise UserError(f"{where}: {key}={value!r} must be {what} >= {low}")
 
 
 def log_mel(waveform, sample_rate, cfg: SpeechConfig):
@@ -75,7 +103,7 @@ class Speech(base.Modality):
   name = "speech"
 
   def features(self, raw, spec, vocab, training, seed=None):
-    cfg = SpeechConfig()
+    cfg = settings(spec)
     wav = tf.cast(raw, tf.float32)
     if raw.dtype == tf.int16:
       wav /= 32768.0
@@ -92,7 +120,7 @@ class Speech(base.Modality):
 
   def augment(self, feats, spec, seed):
     """SpecAugment on the real frames (padding frames are zeros either way)."""
-    cfg = SpeechConfig()
+    cfg = settings(spec)
     if not (cfg.freq_mask or cfg.time_mask):
       return feats
     return {**feats, "": _spec_augment(feats[""], feats["length"], cfg, seed)}
@@ -113,7 +141,7 @@ class Speech(base.Modality):
     return audio[:, 0]
 
   def input_layer(self, spec, vocab_size, model_dim, embedding=None, name=None):
-    return Subsampler(model_dim, SpeechConfig(), name=name or "speech_input")
+    return Subsampler(model_dim, settings(spec), name=name or "speech_input")
 
 
 def _spec_augment(feats, length, cfg, seed):

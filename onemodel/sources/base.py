@@ -145,8 +145,9 @@ def problem(name: str, source: Source, targets, inputs=None,
   version: bump it when the source's files or definition change (prepared data is
     cached in --data_dir under onemodel_NAME/VERSION)."""
   specs = {"targets": targets} if inputs is None else {"inputs": inputs, "targets": targets}
-  if not metrics:
-    metrics = ("accuracy",) if targets.modality == "label" else ("bleu",)
+  if not metrics:  # language modelling (no inputs): the loss per token (perplexity)
+    metrics = ("loss_per_token",) if inputs is None else \
+        ("accuracy",) if targets.modality == "label" else ("bleu",)
   return problem_lib.Problem(
       name=name, builder=builder_class(name, source, specs, version),
       raw_subdir=raw_subdir or name, inputs=inputs, targets=targets,

@@ -59,8 +59,9 @@ def catalog_problem(name: str, dataset: str, features: Mapping[str, Any], target
     TFDS example (tf ops; e.g. the first caption, a resized image).
   splits: role -> TFDS split, slicing allowed (`'train[:45000]'`): carve a validation
     split from train when the dataset has none, so the eval role never reads test."""
-  if not metrics:
-    metrics = ("accuracy",) if targets.modality == "label" else ("bleu",)
+  if not metrics:  # language modelling (no inputs): the loss per token (perplexity)
+    metrics = ("loss_per_token",) if inputs is None else \
+        ("accuracy",) if targets.modality == "label" else ("bleu",)
   return problem_lib.Problem(
       name=name, builder=CatalogBuilder(name, dataset, manual_files), raw_subdir=name,
       inputs=inputs, targets=targets, splits=dict(splits), metrics=tuple(metrics),
