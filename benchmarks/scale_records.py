@@ -30,8 +30,9 @@ def main():
   table = calibrate.mfu_table(cal)
   fits = calibrate.fit_step_models(recs)
   out = ["| record | role | workload (dataset, target) | chips x system | global batch | epochs / steps | "
-         "published | predicted | error | implied MFU | MFU used (from) | source |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "published | predicted | error | implied MFU | FLOPs a chip a step | MFU used = MFU_max x "
+         "saturation (MFU_max from) | source |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for x in rows:
     r = x["record"]
     es = f"{r.epochs:g} ep" if r.epochs is not None else \
@@ -39,12 +40,14 @@ def main():
     pred = _fmt(x["predicted_s"]) if x["predicted_s"] else "not predicted"
     err = f"{100 * x['error']:+.0f}%" if x["error"] is not None else "-"
     imp = f"{x['implied_mfu']:.3f}" if x["implied_mfu"] else "-"
-    used = f"{x['mfu_used']:.3f} ({x['mfu_from']})" if x["mfu_used"] else "-"
+    used = (f"{x['mfu_used']:.3f} = {x['mfu_max']:.3f} x {x['mfu_used'] / x['mfu_max']:.2f} "
+            f"({x['mfu_from']})") if x["mfu_used"] else "-"
+    work = f"{calibrate.per_chip_work(r):.3g}" if x["mfu_used"] else "-"
     batch = f"{r.global_batch:,.0f}" if r.global_batch else "n/a"
     out.append(f"| {r.id} | {r.role} | {r.workload} ({r.dataset}; {r.target}) | "
                f"{r.chips} x {r.system} "
                f"({r.interconnect}) | {batch} | {es} | {_fmt(r.reported_s)} | {pred} | "
-               f"{err} | {imp} | {used} | {r.source} |")
+               f"{err} | {imp} | {work} | {used} | {r.source} |")
   n_cal = sum(1 for x in rows if x["error"] is not None and x["record"].role == "calibration")
   n_val = sum(1 for x in rows if x["error"] is not None and x["record"].role == "validation")
   out += ["",
@@ -52,9 +55,17 @@ def main():
           f"{100 * calibrate.median_abs_error(rows, 'calibration'):.1f}%",
           f"Median absolute error, validation records (MLPerf v0.7, never fitted; "
           f"{n_val} records): {100 * calibrate.median_abs_error(rows, 'validation'):.1f}%",
-          "", "MFU table fitted on all calibration records (geometric means of implied MFU):"]
+          "", "MFU table fitted on all calibration records: w_half (FLOPs a chip a step at "
+          "which MFU is half its MFU_max) and the geometric means of MFU_max = implied MFU x "
+          "(w + w_half) / w:", f"  w_half: {table['half_work']:.3g} FLOPs"]
   for k, v in sorted(table.items(), key=lambda kv: str(kv[0])):
-    out.append(f"  {k}: {v:.3f}")
+    if k != "half_work":
+      out.append(f"  {k}: {v:.3f}")
+  flat = calibrate.leave_one_out(recs, half_work=0.0)
+  out += ["", "The same without the saturation (w_half = 0: one flat MFU per (accelerator, "
+          "family); the per-family fallback kept): median absolute error "
+          f"{100 * calibrate.median_abs_error(flat, 'calibration'):.1f}% leave-one-out, "
+          f"{100 * calibrate.median_abs_error(flat, 'validation'):.1f}% on validation."]
   out += ["", "Steps to target fitted on the MLPerf v0.6 runs to target, "
           "E(B) = E_min (1 + B / B_noise):"]
   for k, v in fits.items():

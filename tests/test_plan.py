@@ -171,6 +171,66 @@ def test_bad_library_inputs_name_the_thing():
     hardware.machine("v100", "carrier_pigeon")
 
 
+# --- MFU saturating with per-chip work ---------------------------------------------
+
+def test_saturating_mfu_hand_computed_and_limits():
+  f = planner.saturating_mfu
+  assert f(0.4, 1e11, 1e11) == pytest.approx(0.2)          # w = w_half: half of MFU_max
+  assert f(0.4, 3e11, 1e11) == pytest.approx(0.3)          # 0.4 x 3 / 4
+  assert f(0.4, 1e20, 1e11) == pytest.approx(0.4, rel=1e-6)  # large w: MFU_max
+  assert f(0.4, 1e3, 1e11) == pytest.approx(0.4 * 1e3 / 1e11, rel=1e-6)  # small w: linear
+  assert f(0.4, 1e3, 0.0) == f(0.4, 1e3, None) == 0.4      # switched off
+  ws = [1e9, 1e10, 1e11, 1e12, 1e13]
+  assert all(f(0.4, a, 1e11) < f(0.4, b, 1e11) for a, b in zip(ws, ws[1:]))
+  assert calibrate.max_mfu(f(0.4, 3e11, 1e11), 3e11, 1e11) == pytest.approx(0.4)
+  with pytest.raises(ValueError):
+    f(0.4, 0.0, 1e11)
+
+
+def test_saturation_is_a_fixed_cost_per_step():
+  # compute = w / (peak x MFU_max x w / (w + w_half)) = w / (peak MFU_max) + w_half / (peak MFU_max)
+  w, m = workloads.RESNET50, hardware.machine("tpu_v3")
+  peak = hardware.peak(m.system, w.precision)
+  table = {("tpu_v3", "cnn"): 0.4, "half_work": 1e12}
+  for per_chip in (32, 256):
+    p = planner.plan(w, m, 16, 16 * per_chip, planner.Options(epochs=1), table)
+    assert p["compute_s"] == pytest.approx(
+        per_chip * w.flops_per_example / (peak * 0.4) + 1e12 / (peak * 0.4))
+  flat = planner.plan(w, m, 16, 16 * 32, planner.Options(epochs=1, mfu=0.4))
+  assert flat["compute_s"] == pytest.approx(32 * w.flops_per_example / (peak * 0.4))
+
+
+def test_table_mfu_falls_back_to_the_family_before_all_records():
+  t = {("v100", "cnn"): 0.2, "v100": 0.25, ("*", "cnn"): 0.3, ("*", "transformer"): 0.35,
+       "*": 0.33, "half_work": 0.0}
+  assert planner.table_mfu(t, "v100", "cnn") == (0.2, "accelerator+family")
+  assert planner.table_mfu(t, "v100", "transformer") == (0.25, "accelerator")
+  assert planner.table_mfu(t, "a100", "transformer") == (0.35, "family")
+  assert planner.table_mfu(t, "a100", "rnn") == (0.33, "all records")
+  assert planner.table_mfu({}, "a100", "cnn") == (None, "")
+
+
+def _fake_record(rid, chips, batch):
+  return records.Record(rid, "calibration", "made up", "resnet50_imagenet", "", "",
+                        "tpu_v3", chips, "tpu_v3_ici", "bf16", "fp32", batch, 1.0, None,
+                        100.0, "", "")
+
+
+def test_fit_half_work_recovers_it_from_records_of_one_group():
+  half = 10 ** 11.5                       # a point of the fit's grid
+  recs = [_fake_record("a", 16, 16 * 32), _fake_record("b", 16, 16 * 256),
+          _fake_record("c", 64, 64 * 64)]
+  implied = {r.id: planner.saturating_mfu(0.4, calibrate.per_chip_work(r), half)
+             for r in recs}
+  assert calibrate.fit_half_work(recs, implied) == pytest.approx(half)
+  table = calibrate.mfu_table(recs, implied)
+  assert table["half_work"] == pytest.approx(half)
+  assert table[("tpu_v3", "cnn")] == pytest.approx(0.4)
+  # One per-chip work only: nothing to separate, the flat MFU (w_half = 0) fits exactly.
+  same = [_fake_record("a", 16, 512), _fake_record("b", 64, 2048)]
+  assert calibrate.fit_half_work(same, {"a": 0.3, "b": 0.3}) == 0.0
+
+
 # --- data tables ---------------------------------------------------------------------
 
 def test_every_hardware_entry_has_a_source():

@@ -42,26 +42,68 @@ def _check(chips, global_batch):
     raise UserError(f"--global_batch must be positive, got {global_batch}")
 
 
-def chip_speed(w: Workload, m: hardware.Machine, opt: Options, mfu_table=None):
-  """(examples/s of one chip, a sentence saying where it came from)."""
+def saturating_mfu(mfu_max: float, work: float, half_work: float) -> float:
+  """MFU at `work` FLOPs per chip per step: MFU_max * w / (w + w_half).
+
+  A chip given little work per step runs below its best rate (kernel launches, host
+  round trips, matrices too small to fill the matrix units); the calibration records
+  show it: NVIDIA's v0.6 Transformer implies MFU 0.45-0.48 at 10k tokens a V100 and
+  0.13-0.18 at 1,280, Google's v0.6 ResNet 0.37 at 256 images a TPU v3 chip and 0.24 at
+  32. The form is the same as a fixed cost per step, w_half / (peak x MFU_max) seconds,
+  added to the compute time at MFU_max. w = 0 gives 0, w = w_half half of MFU_max, and
+  MFU_max is approached as w grows; half_work 0 (or None) switches it off."""
+  if not half_work:
+    return mfu_max
+  if work <= 0 or half_work < 0:
+    raise ValueError(f"work {work:g} must be positive and half_work {half_work:g} >= 0")
+  return mfu_max * work / (work + half_work)
+
+
+def table_mfu(mfu_table: dict, accelerator: str, family: str):
+  """(MFU_max, where from) from a calibrated table: this accelerator on this workload
+  family, else this accelerator on any family, else the family on any calibrated
+  accelerator (an accelerator with no record, e.g. A100 or TPU v4: predicting each
+  calibration accelerator from the others, the family's MFU misses less than the mean
+  over all records; see calibrate.py), else the mean over all records. None if empty."""
+  if (accelerator, family) in mfu_table:
+    return mfu_table[(accelerator, family)], "accelerator+family"
+  if accelerator in mfu_table:
+    return mfu_table[accelerator], "accelerator"
+  if ("*", family) in mfu_table:
+    return mfu_table[("*", family)], "family"
+  if "*" in mfu_table:
+    return mfu_table["*"], "all records"
+  return None, ""
+
+
+def chip_speed(w: Workload, m: hardware.Machine, opt: Options, mfu_table=None,
+               per_chip_batch: Optional[float] = None):
+  """(examples/s of one chip, a sentence saying where it came from). With a calibrated
+  table and a per-chip batch, the table's MFU_max is lowered by saturating_mfu at this
+  per-chip work (without a per-chip batch: MFU_max). A given --mfu is used as it is."""
   if opt.chip_examples_per_sec:
     if opt.chip_examples_per_sec <= 0:
       raise UserError("--chip_examples_per_sec must be positive")
     return opt.chip_examples_per_sec, (f"per-chip speed given: "
                                        f"{opt.chip_examples_per_sec:,.1f} {w.unit}/s")
-  if w.measured and m.system.name == "this_machine":
+  local = m.system.name == "this_machine"
+  if w.measured and local:
     return w.measured.examples_per_sec, (
         f"per-chip speed measured on this machine: {w.measured.examples_per_sec:,.1f} "
         f"{w.unit}/s ({w.measured.source})")
   peak = hardware.peak(m.system, w.precision)
   mfu, why = opt.mfu, "given"
-  if mfu is None and mfu_table:
-    key = (m.accelerator.name, w.family)
-    if key in mfu_table:
-      mfu, why = mfu_table[key], "calibrated on the records table"
-    elif m.accelerator.name in mfu_table:
-      mfu, why = mfu_table[m.accelerator.name], "calibrated on the records table " \
-                                                 "(this accelerator, any workload)"
+  # The records calibrate accelerators, not this machine: it gets DEFAULT_MFU.
+  if mfu is None and mfu_table and not local:
+    mfu_max, where = table_mfu(mfu_table, m.accelerator.name, w.family)
+    if mfu_max is not None:
+      mfu, why = mfu_max, f"calibrated on the records table ({where})"
+      half = mfu_table.get("half_work", 0.0)
+      if half and per_chip_batch:
+        work = per_chip_batch * w.flops_per_example
+        mfu = saturating_mfu(mfu_max, work, half)
+        why += (f"; = MFU_max {mfu_max:.3f} x w / (w + w_half) at w = {work:.3g} FLOP "
+                f"a chip a step, w_half = {half:.3g}")
   if mfu is None:
     mfu, why = DEFAULT_MFU, "assumed (no calibration for this accelerator)"
   return peak * mfu / w.flops_per_example, (
@@ -100,7 +142,7 @@ def plan(w: Workload, m: hardware.Machine, chips: int, global_batch: float,
     raise UserError(f"per-chip batch {per_chip:g} < 1: global batch {global_batch:g} "
                     f"cannot be split over {chips} chips (see 'batch1' for model "
                     f"parallelism)")
-  speed, speed_note = chip_speed(w, m, opt, mfu_table)
+  speed, speed_note = chip_speed(w, m, opt, mfu_table, per_chip)
   local = m.system.name == "this_machine"
   overlap = opt.overlap if opt.overlap is not None else (0.0 if local else BACKWARD_SHARE)
   # A spread measured on this machine describes this machine (a shared CPU), not a
@@ -120,7 +162,8 @@ def plan(w: Workload, m: hardware.Machine, chips: int, global_batch: float,
                  f"gradients all-reduced once per step: {w.params:,.0f} parameters x "
                  f"{w.grad_bytes / w.params:.0f} bytes ({w.grad_precision or w.precision})",
                  f"network: {_network_note(m)}",
-                 f"per-chip speed independent of per-chip batch, plus a memory-bound "
+                 f"per-chip speed as above (a calibrated MFU falls with the per-chip "
+                 f"work, saturating_mfu), plus a memory-bound "
                  f"optimizer update of {update * 1e3:.2f} ms a step ({w.params:,.0f} x "
                  f"{w.update_bytes_per_param:g} bytes at the chip's memory bandwidth)"]
   if opt.strategy == "sync":

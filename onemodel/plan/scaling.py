@@ -100,6 +100,8 @@ def batch1(w, m, opt=None, mfu_table=None) -> dict:
   if not (w.model_dim and w.layers):
     return {"chips": 1, "reason": f"{w.name} is not a transformer with a known width and "
             "depth: no tensor-parallel estimate"}
+  # No per-chip batch: a calibrated MFU is taken at MFU_max (saturating_mfu's fixed cost
+  # per step would weigh on every tensor-parallel split alike; not modelled here).
   speed, _ = planner.chip_speed(w, m, opt or planner.Options(), mfu_table)
   seq = max(w.tokens_per_example, 1.0) if w.unit == "token" else 1.0
   compute = seq / speed                      # one sequence's step on one chip
