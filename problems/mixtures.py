@@ -16,3 +16,10 @@ mixtures.register(mixtures.Mixture(
     problems=("mnist", "fsdd", "multi30k_en_de", "tinyshakespeare"),
     rates="uniform",
     description="multimodel plus character-level language modelling"))
+
+mixtures.register(mixtures.Mixture(
+    name="multimodel4",
+    problems=("mnist", "fsdd", "multi30k_en_de", "sst2"),
+    rates="uniform",
+    description="image, speech, translation and sentiment classification in one model "
+                "(the README's first command trains it tiny)"))

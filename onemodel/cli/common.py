@@ -3,6 +3,7 @@
 Flags say *where and how* to run (gin files and params, directories, strategy); gin says
 *what* to run. No flag duplicates a gin knob."""
 
+import logging
 import os
 import sys
 
@@ -58,6 +59,10 @@ def parse_gin(files, params, finalize=True):
       raise UserError(f"gin file {f} does not exist")
   for p in _gin_search_paths(files):
     gin.add_config_file_search_path(p)
+  # gin logs "Path not found" at ERROR level for each search path an include is not in,
+  # before it finds the include in the next one: not an error, so not shown.
+  quiet = _DropMessages("Path not found")
+  logging.getLogger().addFilter(quiet)
   try:
     gin.parse_config_files_and_bindings(files, params, finalize_config=finalize)
   except (ValueError, SyntaxError, IOError, KeyError, TypeError) as e:
@@ -65,6 +70,17 @@ def parse_gin(files, params, finalize=True):
     msg = lines[0] if lines else type(e).__name__
     where = next((l for l in lines[1:] if l.startswith("In ")), "")
     raise UserError(f"gin: {msg}{' (' + where + ')' if where else ''}") from e
+  finally:
+    logging.getLogger().removeFilter(quiet)
+
+
+class _DropMessages(logging.Filter):
+  def __init__(self, prefix: str):
+    super().__init__()
+    self.prefix = prefix
+
+  def filter(self, record):
+    return not str(record.msg).startswith(self.prefix)
 
 
 def define_run_flags():

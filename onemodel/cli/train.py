@@ -34,7 +34,20 @@ def main(argv):
   t = trainer.Trainer(FLAGS.output_dir, FLAGS.data_dir, FLAGS.manual_dir,
                       strategy=distribute.get_strategy(FLAGS.strategy, FLAGS.tpu),
                       cfg=cfg, backbone_cfg=backbone_cfg)
-  t.train(config_text=gin.config_str(), operative_config=gin.operative_config_str)
+  out = t.train(config_text=gin.config_str(), operative_config=gin.operative_config_str)
+  if out["eval"] and len(t.problems) > 1:
+    print(summary_table(t, out["eval"]), flush=True)
+
+
+def summary_table(t, results) -> str:
+  """One line per problem of a joint run: its first metric and the steps it trained."""
+  steps = t.problem_steps.numpy().tolist()
+  rows = [("problem", "metric", t.cfg.final_eval_role, "its steps")]
+  for p, n in zip(t.problems, steps):
+    metric = p.metrics[0]
+    rows.append((p.name, metric, f"{results[p.name][metric]:.4g}", str(int(n))))
+  widths = [max(len(r[i]) for r in rows) for i in range(4)]
+  return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
 def run():
