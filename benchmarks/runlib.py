@@ -1,8 +1,10 @@
-"""Shared pieces of the benchmark scripts: run onemodel-train as a subprocess, read a
-run's final metrics and its TensorBoard scalars, describe the machine."""
+"""Shared pieces of the benchmark scripts: run the trainer as a subprocess (resumable),
+read a run's metrics and its TensorBoard scalars, describe the machine, and the
+statistics over seeds (mean ± sd, a paired t-interval)."""
 
 import glob
 import json
+import math
 import os
 import platform
 import subprocess
@@ -14,21 +16,41 @@ ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
 
 
+def train_command(gin_files, params, output_dir, manual_dir, data_dir):
+  """The trainer command line. `python -m onemodel.cli.train` run from ROOT (with ROOT
+  first on PYTHONPATH, see `train`) trains with this checkout's code, not with whichever
+  checkout the `onemodel-train` entry point of the environment was installed from."""
+  return [sys.executable, "-m", "onemodel.cli.train",
+          *[f"--gin_file={os.path.abspath(f)}" for f in gin_files],
+          f"--output_dir={os.path.abspath(output_dir)}",
+          f"--manual_dir={os.path.abspath(manual_dir)}",
+          f"--data_dir={os.path.abspath(data_dir)}", *[f"--gin_param={p}" for p in params]]
+
+
 def train(name, gin_files, params, output_root, manual_dir, data_dir):
-  """onemodel-train into OUTPUT_ROOT/NAME (log next to it) -> run record."""
+  """Trains into OUTPUT_ROOT/NAME (log OUTPUT_ROOT/NAME.log) -> run record.
+
+  Re-running the same call resumes the run from its last checkpoint (the trainer does
+  that for an existing output dir); the log is appended to, and the record's wall time
+  adds up every attempt."""
   out = os.path.join(output_root, name)
-  cmd = [os.path.join(os.path.dirname(sys.executable), "onemodel-train"),
-         *[f"--gin_file={f}" for f in gin_files], f"--output_dir={out}",
-         f"--manual_dir={manual_dir}", f"--data_dir={data_dir}",
-         *[f"--gin_param={p}" for p in params]]
+  cmd = train_command(gin_files, params, out, manual_dir, data_dir)
   os.makedirs(output_root, exist_ok=True)
   log = os.path.join(output_root, f"{name}.log")
+  before = reused(name, output_root)["wall_s"] if os.path.isdir(out) else 0.0
+  before = 0.0 if before != before else before  # nan: no record of earlier attempts
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+      [ROOT] + list(filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))))}
   t0 = time.time()
-  with open(log, "w") as f:
-    rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+  with open(log, "a") as f:
+    f.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
+    f.flush()
+    rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+                        env=env).returncode
   wall = time.time() - t0
   print(f"{name}: exit {rc}, {wall / 60:.1f} min, log {log}", flush=True)
-  record = {"name": name, "dir": out, "rc": rc, "wall_s": wall, "command": " ".join(cmd)}
+  record = {"name": name, "dir": out, "rc": rc, "wall_s": before + wall,
+            "command": " ".join(cmd)}
   with open(os.path.join(output_root, f"{name}.run.json"), "w") as f:
     json.dump(record, f, indent=1)
   return record
@@ -52,6 +74,20 @@ def final_metrics(run_dir, problem=None, role="test"):
   return json.load(open(files[-1]))["metrics"] if files else None
 
 
+def metrics_by_step(run_dir, role, problem=None, mixture=False):
+  """{step: metrics} of every evaluation of a run on split `role` (of `problem`, in a
+  mixture run: the trainer writes metrics_ROLE[_PROBLEM]_stepN.json)."""
+  pattern = f"metrics_{role}_{problem}_step*.json" if mixture else \
+      f"metrics_{role}_step*.json"
+  out = {}
+  for path in glob.glob(os.path.join(run_dir, pattern)):
+    with open(path) as f:
+      record = json.load(f)
+    if not record.get("tag"):
+      out[int(record["step"])] = record["metrics"]
+  return out
+
+
 def scalars(run_dir, tags, sub="train"):
   """{tag: {step: value}} of the given TensorBoard scalar tags of a run."""
   import tensorflow as tf
@@ -67,3 +103,42 @@ def scalars(run_dir, tags, sub="train"):
 
 def machine() -> str:
   return f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, no GPU"
+
+
+# Two-sided 95% quantiles t_{0.975, df} of Student's t for df = 1..30.
+_T975 = [12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+         2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+         2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423]
+
+
+def t975(df: int) -> float:
+  """t_{0.975, df}: the table above, beyond it the Cornish-Fisher expansion around
+  z = 1.96 (within 1e-3 for df > 30)."""
+  if df < 1:
+    raise ValueError(f"t quantile needs df >= 1, got {df}")
+  if df <= len(_T975):
+    return _T975[df - 1]
+  z = 1.959964
+  return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+
+
+def mean_sd(values):
+  """(mean, sample standard deviation; 0 for one value) of a list of numbers."""
+  n = len(values)
+  mean = sum(values) / n
+  var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+  return mean, math.sqrt(var)
+
+
+def paired_interval(a, b):
+  """Mean of b[i] - a[i] and its 95% t-interval, pairing a and b by index (e.g. by seed:
+  runs of one seed share the data order of that seed) -> (mean, low, high).
+
+  mean ± t_{0.975, n-1} * sd / sqrt(n) of the n differences; needs n >= 2."""
+  if len(a) != len(b) or len(a) < 2:
+    raise ValueError(f"paired interval needs two equal lists of >= 2 values, got "
+                     f"{len(a)} and {len(b)}")
+  diffs = [y - x for x, y in zip(a, b)]
+  mean, sd = mean_sd(diffs)
+  half = t975(len(diffs) - 1) * sd / math.sqrt(len(diffs))
+  return mean, mean - half, mean + half
