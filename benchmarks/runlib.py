@@ -41,6 +41,9 @@ def train(name, gin_files, params, output_root, manual_dir, data_dir):
   before = 0.0 if before != before else before  # nan: no record of earlier attempts
   env = {**os.environ, "PYTHONPATH": os.pathsep.join(
       [ROOT] + list(filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))))}
+  record = {"name": name, "dir": out, "rc": None, "wall_s": before, "command": " ".join(cmd),
+            "gin_files": list(gin_files), "params": list(params)}
+  _write_record(output_root, record)  # before training: a killed attempt still has one
   t0 = time.time()
   with open(log, "a") as f:
     f.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
@@ -49,11 +52,14 @@ def train(name, gin_files, params, output_root, manual_dir, data_dir):
                         env=env).returncode
   wall = time.time() - t0
   print(f"{name}: exit {rc}, {wall / 60:.1f} min, log {log}", flush=True)
-  record = {"name": name, "dir": out, "rc": rc, "wall_s": before + wall,
-            "command": " ".join(cmd)}
-  with open(os.path.join(output_root, f"{name}.run.json"), "w") as f:
-    json.dump(record, f, indent=1)
+  record.update(rc=rc, wall_s=before + wall)
+  _write_record(output_root, record)
   return record
+
+
+def _write_record(output_root, record):
+  with open(os.path.join(output_root, f"{record['name']}.run.json"), "w") as f:
+    json.dump(record, f, indent=1)
 
 
 def reused(name, output_root):
