@@ -70,7 +70,7 @@ START_S = 60  # process start, data pipeline, tracing
 SMOKE_STEP_S, SMOKE_EVAL_S, SMOKE_START_S = 0.05, 5, 40  # tiny.gin, 32 eval examples
 
 
-# -- the plan ------------------------------------------------------------------------------
+# -- the plan ----------------------------------------------------------------------------
 
 def experiment_setting(problem, binding, default=None):
   """A binding's value in gin/experiments/PROBLEM.gin (for the schedule table)."""
@@ -180,7 +180,7 @@ def check_same(spec, output_root):
              "command's; use another --output_root or delete that run")
 
 
-# -- the wall-time estimate -----------------------------------------------------------------
+# -- the wall-time estimate ---------------------------------------------------------------
 
 def estimate(spec, budget, args, start_step):
   """Seconds still needed for a run from `start_step` (STEP_S / EVAL_S defaults)."""
@@ -216,7 +216,7 @@ def announce(specs, budget, args):
   return left
 
 
-# -- reading the results ----------------------------------------------------------------------
+# -- reading the results -----------------------------------------------------------------
 
 def own_steps(run_dir, problem, steps):
   """{global step: the problem's own steps so far} of a joint run at `steps`.
@@ -251,7 +251,7 @@ def collect(specs, budget, seeds, output_root):
   return values, curves, joint_steps
 
 
-# -- the results file -----------------------------------------------------------------------
+# -- the results file --------------------------------------------------------------------
 
 def fmt(v):
   return "-" if v is None else f"{v:.2f}"
@@ -371,10 +371,11 @@ def command_line(args):
 
 
 def out_name(args, suffix):
-  return os.path.join(RESULTS, "joint_vs_single" + ("_smoke" if args.smoke else "") + suffix)
+  name = "joint_vs_single" + ("_smoke" if args.smoke else "")
+  return os.path.join(RESULTS, name + suffix)
 
 
-# -- plots ----------------------------------------------------------------------------------------
+# -- plots -------------------------------------------------------------------------------
 
 def plot(data, png, curves_png):
   import matplotlib
@@ -382,7 +383,8 @@ def plot(data, png, curves_png):
   import matplotlib.pyplot as plt
   problems, seeds = data["problems"], data["seeds"]
   colors = {"single": "#555555", "joint": "#1f77b4", "ablated": "#ff7f0e"}
-  fig, axes = plt.subplots(1, len(problems), figsize=(4 * len(problems), 3.5), squeeze=False)
+  fig, axes = plt.subplots(1, len(problems), figsize=(4 * len(problems), 3.5),
+                           squeeze=False)
   for ax, p in zip(axes[0], problems):
     kinds = [k for k in ("single", "joint", "ablated") if k in data["values"].get(p, {})]
     for i, k in enumerate(kinds):
@@ -397,7 +399,8 @@ def plot(data, png, curves_png):
   fig.suptitle(f"mean ± sd over seeds {seeds}", fontsize=9)
   fig.tight_layout()
   fig.savefig(png, dpi=100)
-  fig, axes = plt.subplots(1, len(problems), figsize=(4 * len(problems), 3.5), squeeze=False)
+  fig, axes = plt.subplots(1, len(problems), figsize=(4 * len(problems), 3.5),
+                           squeeze=False)
   for ax, p in zip(axes[0], problems):
     for k, by_seed in data["curves"].get(p, {}).items():
       xs, lines = common_points(by_seed.values())
@@ -437,7 +440,7 @@ def try_plot(args, data):
           + (" --smoke" if args.smoke else ""))
 
 
-# -- main ------------------------------------------------------------------------------------
+# -- main --------------------------------------------------------------------------------
 
 def parse_args():
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

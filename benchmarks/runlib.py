@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -41,12 +42,13 @@ def train(name, gin_files, params, output_root, manual_dir, data_dir):
   before = 0.0 if before != before else before  # nan: no record of earlier attempts
   env = {**os.environ, "PYTHONPATH": os.pathsep.join(
       [ROOT] + list(filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))))}
-  record = {"name": name, "dir": out, "rc": None, "wall_s": before, "command": " ".join(cmd),
-            "gin_files": list(gin_files), "params": list(params)}
+  record = {"name": name, "dir": out, "rc": None, "wall_s": before,
+            "command": shlex.join(cmd), "gin_files": list(gin_files),
+            "params": list(params)}
   _write_record(output_root, record)  # before training: a killed attempt still has one
   t0 = time.time()
   with open(log, "a") as f:
-    f.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
+    f.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(cmd)}\n")
     f.flush()
     rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
                         env=env).returncode
