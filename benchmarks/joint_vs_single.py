@@ -32,6 +32,7 @@ import glob
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 
@@ -48,7 +49,8 @@ PER_PROBLEM = {"mnist": {"batch_size": 64}, "fsdd": {"batch_size": 32},
                "sst2": {"batch_size": 64, "label_smoothing": 0.1},
                "tinyshakespeare": {"batch_size": 16}}
 JOINT_GIN = [  # the union of the experiments' adapter settings (each touches one adapter)
-    "ImageConfig.patch_size = 8", "ImageConfig.stem = 'conv'", "ImageConfig.random_shift = 2",
+    "ImageConfig.patch_size = 8", "ImageConfig.stem = 'conv'",
+    "ImageConfig.random_shift = 2",
     "SpeechConfig.freq_mask = 10", "SpeechConfig.time_mask = 10"]
 # One optimizer for the joint model: the peak rate and decay that mnist, fsdd,
 # multi30k_en_de and tinyshakespeare's experiment files share (sst2.gin alone uses 5e-4).
@@ -211,8 +213,10 @@ def announce(specs, budget, args):
   basis = ("tiny.gin defaults" if args.smoke else
            "stated default per-step and per-evaluation seconds of base.gin on a 2-core "
            "machine (STEP_S, EVAL_S)")
-  print(f"Estimated wall time still needed: {left / 3600:.1f} h ({basis}; first-time "
-        "data preparation not included)", flush=True)
+  full = sum(estimate(spec, budget, args, 0) for spec in specs)
+  print(f"Estimated wall time still needed: {left / 3600:.1f} h (all {len(specs)} runs "
+        f"from scratch: {full / 3600:.1f} h; {basis}; first-time data preparation not "
+        "included)", flush=True)
   return left
 
 
@@ -430,14 +434,26 @@ def common_points(runs):
 
 
 def try_plot(args, data):
+  """Draws the PNGs here, else with --plot_python (matplotlib is an extra: `pip install
+  -e '.[bench]'`); if neither works, says so (the table is written already)."""
+  replot = [f"--plot_only={out_name(args, '.json')}"] + (["--smoke"] if args.smoke else [])
   try:
     plot(data, out_name(args, ".png"), out_name(args, "_curves.png"))
     print(f"plots: {out_name(args, '.png')}, {out_name(args, '_curves.png')}")
+    return
   except Exception as e:  # noqa: BLE001 (the table is written already; say why, go on)
-    print(f"NO PLOTS ({type(e).__name__}: {e}). The table is written. Draw them with a "
-          f"Python that has matplotlib: PYTHONPATH={os.path.dirname(__file__)} python "
-          f"benchmarks/joint_vs_single.py --plot_only={out_name(args, '.json')}"
-          + (" --smoke" if args.smoke else ""))
+    why = f"{type(e).__name__}: {e}"
+  if args.plot_python and not args.plot_only:
+    print(f"plotting here failed ({why}); trying {args.plot_python}", flush=True)
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(__file__))}
+    if subprocess.run([args.plot_python, os.path.abspath(__file__), *replot],
+                      env=env).returncode == 0:
+      return
+  print(f"NO PLOTS ({why}). The table is written. Draw them with a Python that has "
+        f"matplotlib: PYTHONPATH={os.path.dirname(os.path.abspath(__file__))} python "
+        f"{os.path.abspath(__file__)} {' '.join(replot)}")
+  if args.plot_only:
+    sys.exit(1)
 
 
 # -- main --------------------------------------------------------------------------------
@@ -462,6 +478,9 @@ def parse_args():
   ap.add_argument("--dry_run", action="store_true", help="print the runs and the "
                   "estimate, train nothing")
   ap.add_argument("--plot_only", default="", help="a results JSON: redraw its PNGs")
+  ap.add_argument("--plot_python", default=os.environ.get("ONEMODEL_PLOT_PYTHON", ""),
+                  help="a Python with matplotlib to draw the PNGs with when this one "
+                  "has none (default: $ONEMODEL_PLOT_PYTHON)")
   args = ap.parse_args()
   args.output_root = args.output_root or os.path.join(
       ROOT, "runs", "joint_vs_single_smoke" if args.smoke else "joint_vs_single_fair")
