@@ -51,21 +51,24 @@ def test_train_resume_eval(problem, tmp_path, data_dir, manual_dir):
 def test_usr_dir_plugin_is_listed_and_trains(tmp_path, data_dir, manual_dir):
   usr = tmp_path / "usr"
   usr.mkdir()
-  # A plugin problem: German -> English on the same real Multi30k data.
-  (usr / "multi30k_de_en.py").write_text(textwrap.dedent("""
+  # A plugin problem: MNIST digits with the image turned upside down (a new problem on
+  # the same real data; an image problem needs no vocabulary to be learned first).
+  (usr / "mnist_flipped.py").write_text(textwrap.dedent("""
       import dataclasses
+      import tensorflow as tf
       from onemodel import registry
-      en_de = registry.get_problem('multi30k_en_de')
+      mnist = registry.get_problem('mnist')
       registry.register_problem(dataclasses.replace(
-          en_de, name='multi30k_de_en',
-          to_raw=lambda ex: {'inputs': ex['de'], 'targets': ex['en']}))
+          mnist, name='mnist_flipped',
+          to_raw=lambda ex: {'inputs': tf.image.flip_up_down(ex['image']),
+                             'targets': ex['label']}))
   """))
   rc, so, se = cli("onemodel-problems", f"--usr_dir={usr}")
   assert rc == 0, se
-  assert "multi30k_de_en" in so and "mnist" in so
+  assert "mnist_flipped" in so and "multi30k_en_de" in so
   out = str(tmp_path / "run")
-  rc, so, se = cli("onemodel-train", *tiny_gin("multi30k_de_en", 2), f"--usr_dir={usr}",
+  rc, so, se = cli("onemodel-train", *tiny_gin("mnist_flipped", 2), f"--usr_dir={usr}",
                    f"--output_dir={out}", f"--data_dir={data_dir}",
                    f"--manual_dir={manual_dir}")
   assert rc == 0, se[-3000:]
-  assert "eval multi30k_de_en test @ step 2" in so
+  assert "eval mnist_flipped test @ step 2" in so

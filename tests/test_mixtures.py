@@ -109,6 +109,12 @@ def test_joint_checkpoint_evaluates_and_decodes_every_problem(data_dir, manual_d
   rc, so, se = cli("onemodel-train", *tiny_gin("multimodel", 6), *dirs)
   assert rc == 0, se[-3000:]
   assert "steps mnist" in so and "fsdd" in so and "multi30k_en_de" in so
+  # The run ends with one table line per problem: its first metric and its own steps.
+  table = so.strip().splitlines()[-4:]
+  assert table[0].split() == ["problem", "metric", "test", "its", "steps"], so[-800:]
+  rows = {line.split()[0]: line.split()[1:] for line in table[1:]}
+  assert [rows[p][0] for p in ("mnist", "fsdd", "multi30k_en_de")] == \
+      ["accuracy", "wer", "bleu"]
   for p, metric in (("mnist", "accuracy"), ("fsdd", "wer"), ("multi30k_en_de", "bleu")):
     assert f"eval {p} test @ step 6" in so
     saved = json.load(open(os.path.join(out, f"metrics_test_{p}_step6.json")))
@@ -122,6 +128,7 @@ def test_joint_checkpoint_evaluates_and_decodes_every_problem(data_dir, manual_d
   sampler = mixtures.Sampler(registry.MIXTURES.get("multimodel"), names, [1, 1, 1], seed=0)
   np.testing.assert_array_equal(
       counts, np.bincount([sampler.problem_index(s) for s in range(6)], minlength=3))
+  assert [int(rows[p][2]) for p in names] == counts.tolist()
   rc, so, se = cli("onemodel-eval", *dirs, "--split=test")
   assert rc == 0, se[-3000:]
   report = json.loads(so.strip().splitlines()[-1])

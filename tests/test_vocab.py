@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from onemodel import vocab as vocab_lib
+from onemodel.problem import VocabSpec
 from onemodel.errors import UserError
 
 SENTENCES = ["A man in a blue shirt is standing on a ladder.",
@@ -29,7 +30,7 @@ def test_char_vocab_is_exact_and_lossless():
 
 
 def test_vocab_saved_once_and_reloaded(tmp_path):
-  spec = type("S", (), {"kind": "sentencepiece", "size": 100})()
+  spec = VocabSpec("sentencepiece", 100)
   calls = []
 
   def texts():
@@ -42,6 +43,21 @@ def test_vocab_saved_once_and_reloaded(tmp_path):
   assert os.path.exists(vocab_lib.vocab_path(str(tmp_path), "p", spec))
   s = tf.constant(SENTENCES[1])
   assert v1.encode_tf(s).numpy().tolist() == v2.encode_tf(s).numpy().tolist()
+
+
+def test_vocab_learns_from_at_most_max_texts(tmp_path):
+  """A corpus too large to learn from whole (lm1b): only the first max_texts texts."""
+  read = []
+
+  def texts():
+    for t in ["abc", "abd", "xyz"]:
+      read.append(t)
+      yield t
+
+  v = vocab_lib.get_or_build_vocab(str(tmp_path), "p", VocabSpec("char", max_texts=2), texts)
+  assert read == ["abc", "abd"]  # the third text is never read
+  assert v.encode_tf(tf.constant("x")).numpy().tolist() == [vocab_lib.UNK_ID]
+  assert vocab_lib.UNK_ID not in v.encode_tf(tf.constant("dab")).numpy().tolist()
 
 
 def _write_t2t_vocab(path):
