@@ -75,12 +75,15 @@ def parse_gin(files, params, finalize=True):
 
 
 class _DropMessages(logging.Filter):
-  def __init__(self, prefix: str):
+  """Drops log records whose message starts with `prefix` and contains `part`."""
+
+  def __init__(self, prefix: str, part: str = ""):
     super().__init__()
-    self.prefix = prefix
+    self.prefix, self.part = prefix, part
 
   def filter(self, record):
-    return not str(record.msg).startswith(self.prefix)
+    msg = str(record.msg)
+    return not (msg.startswith(self.prefix) and self.part in msg)
 
 
 def define_run_flags():
@@ -135,9 +138,13 @@ def run(main):
   prog = os.path.basename(sys.argv[0])
 
   def _main(argv):
-    from absl import logging
+    from absl import logging as absl_logging
     if not FLAGS["verbosity"].present:  # TFDS and TF are chatty at INFO.
-      logging.set_verbosity(logging.WARNING)
+      absl_logging.set_verbosity(absl_logging.WARNING)
+    # Each problem's evaluator traces its own functions (and the last, smaller batch
+    # traces once more): expected, so TensorFlow's "triggered tf.function retracing"
+    # warning, printed twice (its own handler and absl's), is not shown.
+    logging.getLogger("tensorflow").addFilter(_DropMessages("", "tf.function retracing"))
     try:
       import tensorflow_datasets as tfds
       tfds.disable_progress_bar()
