@@ -63,3 +63,31 @@ def test_output_dir_not_writable(tmp_path, data_dir, manual_dir):
 def test_unknown_problem_in_prepare(tmp_path):
   rc, so, se = cli("onemodel-prepare", "--problem=multi30k", f"--data_dir={tmp_path}")
   one_line_error(rc, se, "unknown problem 'multi30k'", "multi30k_en_de")
+
+
+def test_expected_retracing_warnings_are_hidden(caplog):
+  """The CLI hides TensorFlow's retracing warning (each evaluator traces its own
+  functions); other TensorFlow warnings still show."""
+  import logging
+  import tensorflow as tf
+  from onemodel.cli import common
+
+  def trace_often():
+    for n in range(1, 8):  # a new shape each call: retraced every time
+      tf.function(lambda x: x + 1)(tf.zeros([n]))
+
+  tf_logger = logging.getLogger("tensorflow")
+  with caplog.at_level(logging.WARNING, logger="tensorflow"):
+    trace_often()
+  real = [r for r in caplog.records if "tf.function retracing" in r.getMessage()]
+  assert real  # TensorFlow's own warning, as it words it
+  saved = list(tf_logger.filters)
+  try:
+    common.hide_expected_warnings()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+      tf_logger.warning(real[0].msg, *real[0].args)  # the same warning again
+      tf_logger.warning("another warning")
+    assert [r.getMessage() for r in caplog.records] == ["another warning"]
+  finally:
+    tf_logger.filters[:] = saved

@@ -74,6 +74,13 @@ def parse_gin(files, params, finalize=True):
     logging.getLogger().removeFilter(quiet)
 
 
+def hide_expected_warnings():
+  """Each problem's evaluator traces its own functions (and the last, smaller batch
+  traces once more): expected, so TensorFlow's "triggered tf.function retracing"
+  warning, printed twice (its own handler and absl's), is not shown."""
+  logging.getLogger("tensorflow").addFilter(_DropMessages("", "tf.function retracing"))
+
+
 class _DropMessages(logging.Filter):
   """Drops log records whose message starts with `prefix` and contains `part`."""
 
@@ -141,10 +148,7 @@ def run(main):
     from absl import logging as absl_logging
     if not FLAGS["verbosity"].present:  # TFDS and TF are chatty at INFO.
       absl_logging.set_verbosity(absl_logging.WARNING)
-    # Each problem's evaluator traces its own functions (and the last, smaller batch
-    # traces once more): expected, so TensorFlow's "triggered tf.function retracing"
-    # warning, printed twice (its own handler and absl's), is not shown.
-    logging.getLogger("tensorflow").addFilter(_DropMessages("", "tf.function retracing"))
+    hide_expected_warnings()
     try:
       import tensorflow_datasets as tfds
       tfds.disable_progress_bar()
