@@ -3,13 +3,14 @@ baselines vs one joint model, plus an ablation, with seeds and intervals (issue 
 
   python benchmarks/joint_vs_single.py --manual_dir=../shared/data \
       [--steps=mnist:500,fsdd:800,multi30k_en_de:1300,sst2:1000] [--seeds=0,1,2] \
-      [--ablation="BackboneConfig.ffn_dim=256"] [--smoke] [--dry_run]
+      [--model=base|small|tiny] [--ablation=BINDING] [--smoke] [--dry_run]
 
 For each problem P with step budget S_P and each seed it trains a single-problem baseline
 (gin/experiments/P.gin at S_P steps), ONE joint model on the mixture of all of them with
 fixed rates proportional to S_P for sum(S_P) steps (so each problem gets its own budget,
 in expectation), and the same joint run with one part of the backbone changed by gin (the
-ablation, as in MultiModel's Table 3). Same backbone size (gin/models/base.gin) everywhere.
+ablation, as in MultiModel's Table 3). Same backbone size everywhere: gin/models/MODEL.gin
+(--model, default base; small and tiny exist so that the whole table fits a shorter budget).
 
 Fair schedules (issue #15: a 500-step run that warms up for 500 steps is a handicapped
 baseline): every run, single or joint, warms up for WARMUP_FRACTION of its own steps, then
@@ -70,6 +71,12 @@ STEP_S = {"mnist": 0.55, "fsdd": 0.8, "multi30k_en_de": 1.27, "sst2": 0.35,
 EVAL_S = {"mnist": 40, "fsdd": 15, "multi30k_en_de": 46, "sst2": 10, "tinyshakespeare": 30}
 START_S = 60  # process start, data pipeline, tracing
 SMOKE_STEP_S, SMOKE_EVAL_S, SMOKE_START_S = 0.05, 5, 40  # tiny.gin, 32 eval examples
+# Other model sizes: STEP_S and EVAL_S times this factor (rough: tiny from
+# results/first_run.md, ~0.03-0.05 s/step; small, ~1/6 of base's FLOPs, less efficient).
+MODEL_COST = {"base": 1.0, "small": 0.3, "tiny": 0.08}
+# The ablation by default shrinks the feed-forward width to a quarter of the model's.
+ABLATION = {"base": "BackboneConfig.ffn_dim=256", "small": "BackboneConfig.ffn_dim=128",
+            "tiny": "BackboneConfig.ffn_dim=16"}
 
 
 # -- the plan ----------------------------------------------------------------------------
@@ -108,9 +115,11 @@ def plan(args):
   log_every = 2 if args.smoke else 50
   common = [f"TrainConfig.log_every_steps = {log_every}", "TrainConfig.eval_role = 'eval'",
             "TrainConfig.final_eval_role = 'test'"]
+  if args.model != "base":  # after the experiment file: its model is replaced
+    # (tiny.gin's patch 7 is put back to the 8 that mnist.gin and the joint runs use)
+    common += [f"include 'models/{args.model}.gin'", "ImageConfig.patch_size = 8"]
   if args.smoke:
-    common += ["include 'models/tiny.gin'", "TrainConfig.eval_max_examples = 32",
-               "ImageConfig.patch_size = 8"]
+    common += ["TrainConfig.eval_max_examples = 32"]
 
   def schedule(steps, lr, decay):
     every = eval_every(steps, args.curve_points, log_every)
@@ -186,8 +195,9 @@ def check_same(spec, output_root):
 
 def estimate(spec, budget, args, start_step):
   """Seconds still needed for a run from `start_step` (STEP_S / EVAL_S defaults)."""
-  step_s = {p: SMOKE_STEP_S if args.smoke else STEP_S[p] for p in spec["problems"]}
-  eval_s = {p: SMOKE_EVAL_S if args.smoke else EVAL_S[p] for p in spec["problems"]}
+  cost = MODEL_COST[args.model]
+  step_s = {p: SMOKE_STEP_S if args.smoke else cost * STEP_S[p] for p in spec["problems"]}
+  eval_s = {p: SMOKE_EVAL_S if args.smoke else cost * EVAL_S[p] for p in spec["problems"]}
   total = sum(budget[p] for p in spec["problems"])
   left = spec["steps"] - start_step
   per_step = sum(step_s[p] * budget[p] / total for p in spec["problems"])
@@ -212,7 +222,7 @@ def announce(specs, budget, args):
           f"{warmup(spec['steps'], args.warmup_fraction)}: {state}")
   basis = ("tiny.gin defaults" if args.smoke else
            "stated default per-step and per-evaluation seconds of base.gin on a 2-core "
-           "machine (STEP_S, EVAL_S)")
+           f"machine (STEP_S, EVAL_S) x {MODEL_COST[args.model]} for {args.model}.gin")
   full = sum(estimate(spec, budget, args, 0) for spec in specs)
   print(f"Estimated wall time still needed: {left / 3600:.1f} h (all {len(specs)} runs "
         f"from scratch: {full / 3600:.1f} h; {basis}; first-time data preparation not "
@@ -306,7 +316,8 @@ def report(args, budget, seeds, specs, values, joint_steps, records, estimate_s)
     p = spec["problems"][0]
     other = "as gin/experiments/%s.gin" % p if spec["kind"] == "single" else \
         "per-problem batch/label smoothing of each experiment file; " + \
-        ("`" + args.ablation + "`" if spec["kind"] == "ablated" else "base dropout 0.1")
+        ("`" + args.ablation + "`" if spec["kind"] == "ablated" else
+         f"{args.model}.gin's dropout")
     sched.append(f"| {spec['kind']}{' ' + p if spec['kind'] == 'single' else ''} | "
                  f"{spec['steps']} | {warmup(spec['steps'], args.warmup_fraction)} | "
                  f"{spec['lr']} | {spec['decay']} | {spec['eval_every']} | {other} |")
@@ -315,7 +326,7 @@ def report(args, budget, seeds, specs, values, joint_steps, records, estimate_s)
   command = command_line(args)
   return "\n".join([
       "# Joint vs single-problem training (MultiModel's table, "
-      f"gin/models/{'tiny' if args.smoke else 'base'}.gin)"
+      f"gin/models/{args.model}.gin)"
       + (" — SMOKE RUN: pipeline check, numbers mean nothing" if args.smoke else ""), "",
       f"Machine: {runlib.machine()}. Date: {time.strftime('%Y-%m-%d %H:%M')}.",
       f"Command (re-run it to resume; finished runs are skipped): `{command}`", "",
@@ -366,7 +377,8 @@ def report(args, budget, seeds, specs, values, joint_steps, records, estimate_s)
 
 def command_line(args):
   parts = ["python benchmarks/joint_vs_single.py", f"--steps={args.steps}",
-           f"--seeds={args.seeds}", f"--ablation=\"{args.ablation}\""]
+           f"--seeds={args.seeds}", f"--model={args.model}",
+           f"--ablation=\"{args.ablation}\""]
   if args.smoke:
     parts.append("--smoke")
   if args.warmup_fraction != WARMUP_FRACTION:
@@ -375,7 +387,8 @@ def command_line(args):
 
 
 def out_name(args, suffix):
-  name = "joint_vs_single" + ("_smoke" if args.smoke else "")
+  name = "joint_vs_single" + ("_smoke" if args.smoke else
+                               "" if args.model == "base" else f"_{args.model}")
   return os.path.join(RESULTS, name + suffix)
 
 
@@ -436,7 +449,8 @@ def common_points(runs):
 def try_plot(args, data):
   """Draws the PNGs here, else with --plot_python (matplotlib is an extra: `pip install
   -e '.[bench]'`); if neither works, says so (the table is written already)."""
-  replot = [f"--plot_only={out_name(args, '.json')}"] + (["--smoke"] if args.smoke else [])
+  replot = [f"--plot_only={out_name(args, '.json')}", f"--model={args.model}"] + \
+      (["--smoke"] if args.smoke else [])
   try:
     plot(data, out_name(args, ".png"), out_name(args, "_curves.png"))
     print(f"plots: {out_name(args, '.png')}, {out_name(args, '_curves.png')}")
@@ -467,9 +481,12 @@ def parse_args():
   ap.add_argument("--steps", default=DEFAULT_STEPS, help="PROBLEM:STEPS,...; problems: "
                   + ", ".join(METRIC))
   ap.add_argument("--seeds", default="0,1,2", help="TrainConfig.seed of every run")
-  ap.add_argument("--ablation", default="BackboneConfig.ffn_dim=256",
+  ap.add_argument("--model", default="base", choices=sorted(MODEL_COST),
+                  help="gin/models/MODEL.gin for every run (--smoke: tiny)")
+  ap.add_argument("--ablation", default=None,
                   help="gin binding that changes one part of the backbone in the joint "
-                  "model ('' for none)")
+                  "model ('' for none; default: a quarter of the model's ffn_dim, "
+                  + ", ".join(f"{m}: {b}" for m, b in ABLATION.items()) + ")")
   ap.add_argument("--warmup_fraction", type=float, default=WARMUP_FRACTION)
   ap.add_argument("--curve_points", type=int, default=5, help="validation every "
                   "1/curve_points of each run (the end point is the test evaluation)")
@@ -482,8 +499,13 @@ def parse_args():
                   help="a Python with matplotlib to draw the PNGs with when this one "
                   "has none (default: $ONEMODEL_PLOT_PYTHON)")
   args = ap.parse_args()
+  if args.smoke:
+    args.model = "tiny"
+  if args.ablation is None:
+    args.ablation = ABLATION[args.model]
   args.output_root = args.output_root or os.path.join(
-      ROOT, "runs", "joint_vs_single_smoke" if args.smoke else "joint_vs_single_fair")
+      ROOT, "runs", "joint_vs_single_smoke" if args.smoke else
+      "joint_vs_single_fair" + ("" if args.model == "base" else f"_{args.model}"))
   if len(args.seeds.split(",")) < 2:
     sys.exit("--seeds: at least 2 seeds (3 for the real table): intervals need them")
   return args
