@@ -171,11 +171,12 @@ def _lm_eval_windows(feats, n: int) -> tf.data.Dataset:
 
 
 def example_features(problem, raw: Dict[str, tf.Tensor], vocab, training: bool,
-                     seed=None):
+                     seed=None, modality_cfg=None):
   """Raw {'inputs', 'targets'} -> fixed-shape model features (runs in tf.data).
 
   With `training`, inputs are augmented as a pure function of `seed` ([2] int64, one per
-  example; a constant one if not given)."""
+  example; a constant one if not given). `modality_cfg`: the model's
+  `adapters.ModalityConfigs` (None: the defaults), the settings its input layers use."""
   if training and seed is None:
     seed = tf.constant([0, 0], tf.int64)
   out = {}
@@ -184,7 +185,8 @@ def example_features(problem, raw: Dict[str, tf.Tensor], vocab, training: bool,
     if training and problem.augment is not None:
       x = problem.augment(x, tf.random.experimental.stateless_fold_in(seed, 1))
     mod = adapters.get_modality(problem.inputs.modality)
-    for k, v in mod.features(x, problem.inputs, vocab, training=False).items():
+    for k, v in mod.features(x, problem.inputs, vocab, training=False,
+                             modality_cfg=modality_cfg).items():
       out["inputs" + (f"_{k}" if k else "")] = v
   spec = problem.targets
   ids = adapters.get_modality(spec.modality).target_ids(raw["targets"], spec, vocab)
@@ -193,10 +195,10 @@ def example_features(problem, raw: Dict[str, tf.Tensor], vocab, training: bool,
   else:
     from onemodel.adapters.base import with_eos
     out["targets"] = with_eos(ids, spec.length)
-  return augment_features(problem, out, seed) if training else out
+  return augment_features(problem, out, seed, modality_cfg) if training else out
 
 
-def augment_features(problem, feats, seed):
+def augment_features(problem, feats, seed, modality_cfg=None):
   """Training-time augmentation of `example_features(..., training=False)`'s output:
   the input modality's `augment` (SpecAugment, random shift), applied after the cache,
   a pure function of the example's `seed`. Language modelling: a random window of the
@@ -210,7 +212,8 @@ def augment_features(problem, feats, seed):
   mod = adapters.get_modality(problem.inputs.modality)
   keys = {k: k[len("inputs_"):] if k.startswith("inputs_") else "" for k in feats
           if k == "inputs" or k.startswith("inputs_")}
-  aug = mod.augment({sub: feats[k] for k, sub in keys.items()}, problem.inputs, seed)
+  aug = mod.augment({sub: feats[k] for k, sub in keys.items()}, problem.inputs, seed,
+                    modality_cfg)
   return {**feats, **{k: aug[sub] for k, sub in keys.items()}}
 
 
@@ -349,8 +352,12 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
             vocab=None, seed: Optional[int] = None, keep_raw: bool = False,
             shuffle_buffer: int = 4096, batch_tokens: int = 0, deterministic: bool = False,
             bucket_boundaries=(8, 12, 16, 20, 24, 32, 48),
-            pack: bool = False, cache: bool = False, shard=None) -> tf.data.Dataset:
+            pack: bool = False, cache: bool = False, shard=None,
+            modality_cfg=None) -> tf.data.Dataset:
   """Batched features. Training: repeated, shuffled, static shapes (drop_remainder).
+
+  `modality_cfg`: the model's `adapters.ModalityConfigs` (None: the defaults); pass the
+  model's own (`model.modality_cfg`) so that the features match its input layers.
 
   `shard` = (number of input pipelines, this one's index; either may be a tensor):
   this pipeline reads only its share of the raw examples.
@@ -381,7 +388,7 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
   order = dict(num_parallel_calls=AUTOTUNE, deterministic=deterministic or not training)
 
   def featurize(raw, seed=None, training=training):
-    feats = example_features(problem, raw, vocab, training, seed)
+    feats = example_features(problem, raw, vocab, training, seed, modality_cfg)
     if keep_raw:
       feats["targets_raw"] = raw["targets"]
     return feats
@@ -428,7 +435,8 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
                                  tf.cast(shard_index, tf.int64)))
       ds = ds.map(lambda j, ex: ex)
     if cache:
-      ds = ds.map(lambda feats, s: augment_features(problem, feats, s), **order)
+      ds = ds.map(lambda feats, s: augment_features(problem, feats, s, modality_cfg),
+                  **order)
     else:
       ds = ds.map(lambda ex, s: (problem.to_raw(ex), s), **order)
       ds = ds.map(featurize, **order)

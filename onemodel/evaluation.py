@@ -41,7 +41,8 @@ class Evaluator:
   def evaluate(self, role: str = "test", max_examples: int = 0) -> Dict[str, float]:
     p = self.problem
     ds = data_lib.dataset(p, role, self.data_dir, self.batch_size, training=False,
-                          vocab=self.vocab, keep_raw=True)
+                          vocab=self.vocab, keep_raw=True,
+                          modality_cfg=self.model.modality_cfg)
     if max_examples:
       ds = ds.unbatch().take(max_examples).batch(self.batch_size)
     decode = metrics_lib.needs_decoding(p.metrics)

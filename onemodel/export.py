@@ -54,9 +54,11 @@ class Servable(tf.Module):
     """[N] encoded inputs -> a batch of model features, example by example."""
     mod = adapters.get_modality(p.inputs.modality)
     vocab = self._vocabs.get(p.name)
+    modality_cfg = self.model.modality_cfg  # the settings its input layers were built with
 
     def one(x):
-      return mod.features(mod.decode_raw(x, p.inputs), p.inputs, vocab, training=False)
+      return mod.features(mod.decode_raw(x, p.inputs), p.inputs, vocab, training=False,
+                          modality_cfg=modality_cfg)
 
     # Every modality's features have static shapes; read them off a symbolic trace.
     traced = tf.function(one).get_concrete_function(tf.TensorSpec([], tf.string))

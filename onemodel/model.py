@@ -27,9 +27,13 @@ class OneModel(keras.Model):
 
   def __init__(self, problems: Sequence, vocabs: Mapping[str, Optional[vocab_lib.Vocab]],
                cfg: Optional[backbone_lib.BackboneConfig] = None,
-               vocab_keys: Optional[Mapping[str, str]] = None, **kwargs):
+               vocab_keys: Optional[Mapping[str, str]] = None,
+               modality_cfg: Optional[adapters.ModalityConfigs] = None, **kwargs):
     super().__init__(**kwargs)
     self.cfg = cfg or backbone_lib.BackboneConfig()
+    # The adapters' settings (None: their defaults; gin is read at the edges). Carried
+    # here so that evaluation and export featurize inputs as these layers expect.
+    self.modality_cfg = modality_cfg or adapters.ModalityConfigs()
     d = self.cfg.model_dim
     self.problems = {p.name: p for p in problems}
     self.backbone = backbone_lib.Backbone(self.cfg, name="backbone")
@@ -60,7 +64,8 @@ class OneModel(keras.Model):
         # Named by problem: two image problems get two adapters with distinct
         # variable paths (the checkpoint keys weights by path).
         self.input_adapters[p.name] = imod.input_layer(
-            p.inputs, in_size, d, embedding=shared, name=f"{p.name}_{imod.name}_input")
+            p.inputs, in_size, d, embedding=shared, name=f"{p.name}_{imod.name}_input",
+            modality_cfg=self.modality_cfg)
     # Sublayers create their variables on first call; there is nothing to build here.
     self.built = True
 
@@ -148,9 +153,11 @@ def token_loss(logits, targets, label_smoothing=0.0):
 
 
 def build(problems, vocabs, vocab_keys=None,
-          cfg: Optional[backbone_lib.BackboneConfig] = None) -> OneModel:
-  """The model for `problems`; its variables are created on the first call."""
+          cfg: Optional[backbone_lib.BackboneConfig] = None,
+          modality_cfg: Optional[adapters.ModalityConfigs] = None) -> OneModel:
+  """The model for `problems`; its variables are created on the first call.
+  `modality_cfg`: the adapters' settings (None: their defaults, not gin's bindings)."""
   # A fixed name: variable paths (checkpoint keys of weights and pruning masks) must not
   # depend on how many models this process built before.
   return OneModel(problems, vocabs, cfg or backbone_lib.BackboneConfig(), vocab_keys,
-                  name="one_model")
+                  modality_cfg=modality_cfg, name="one_model")

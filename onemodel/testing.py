@@ -156,7 +156,7 @@ def check_problem(problem, manual_dir: str, data_dir: Optional[str] = None,
     with the metrics, SavedModel export) for a quicker check."""
   import gin
   import tensorflow as tf
-  from onemodel import backbone, adapters  # noqa: F401  (gin configurables)
+  from onemodel import adapters, backbone  # noqa: F401  (gin configurables)
   from onemodel import data as data_lib
   from onemodel import decoding, evaluation
   from onemodel import export as export_lib
@@ -169,12 +169,16 @@ def check_problem(problem, manual_dir: str, data_dir: Optional[str] = None,
   gin.clear_config()
   try:
     gin.parse_config(TINY)
+    # The kit is an edge: gin's image/speech bindings are read here, and the same values
+    # go to the input pipeline and the model (evaluation and export take the model's).
+    modality_cfg = adapters.ModalityConfigs.from_gin()
     stages.run("prepare", data_lib.prepare, p, data_dir, manual_dir)
     stages.run("raw examples", _check_raw, stages, p, data_dir,
                [r for r in roles if r in p.splits])
     vocab = stages.run("vocabulary", data_lib.get_vocab, p, data_dir)
     batch = stages.run("batch", lambda: next(iter(data_lib.dataset(
-        p, "train", data_dir, batch_size, training=True, vocab=vocab, seed=0))))
+        p, "train", data_dir, batch_size, training=True, vocab=vocab, seed=0,
+        modality_cfg=modality_cfg))))
     expected = {"targets": (batch_size, p.targets.length)}
     if p.inputs is not None and p.inputs.modality == "image":
       expected["inputs"] = (batch_size,) + tuple(p.inputs.shape)
@@ -184,7 +188,8 @@ def check_problem(problem, manual_dir: str, data_dir: Optional[str] = None,
       if tuple(batch[key].shape) != shape:
         stages.fail("batch", f"{key} {tuple(batch[key].shape)}, expected {shape} "
                     "(the FeatureSpec)")
-    model = stages.run("model", model_lib.build, [p], {p.name: vocab})
+    model = stages.run("model", lambda: model_lib.build([p], {p.name: vocab},
+                                                        modality_cfg=modality_cfg))
     logits = stages.run("model", lambda: model(batch, problem=p.name))
     vocab_size = model.target_embedding(p.name).vocab_size
     if int(tf.reduce_max(batch["targets"])) >= vocab_size:

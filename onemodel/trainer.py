@@ -6,7 +6,8 @@ modules: the per-replica step (train_step.py), the cadence of logs, saves and
 evaluations (controller.py), the run directory (rundir.py), checkpoints (checkpoints.py),
 signals (interrupts.py), the research instruments (hooks.py) and parameter-server
 training (async_training.py). Configuration arrives as values (`TrainConfig`,
-`BackboneConfig`) read by the command line; the trainer reads no gin itself.
+`BackboneConfig`, `adapters.ModalityConfigs`) read by the command line; the trainer reads
+gin only for a value its caller did not pass.
 
 Exact resume: the checkpoint holds the model, the optimizer, the step, every problem's
 input iterator (its position, shuffle buffer and per-example augmentation seeds; see
@@ -21,6 +22,7 @@ from typing import Optional
 
 import tensorflow as tf
 
+from onemodel import adapters
 from onemodel import backbone as backbone_lib
 from onemodel import checkpoints
 from onemodel import controller as controller_lib
@@ -69,7 +71,8 @@ class Trainer:
                strategy: Optional[tf.distribute.Strategy] = None,
                cfg: Optional[TrainConfig] = None,
                backbone_cfg: Optional[backbone_lib.BackboneConfig] = None,
-               training: bool = True):
+               training: bool = True,
+               modality_cfg: Optional[adapters.ModalityConfigs] = None):
     self.cfg = validate(cfg or TrainConfig())
     if not self.cfg.problem:
       raise UserError("no problem to train: set the gin binding TrainConfig.problem "
@@ -100,8 +103,12 @@ class Trainer:
     precision.apply()  # gin: precision.policy ('float32' or 'mixed_bfloat16')
     tf.keras.utils.set_random_seed(self.cfg.seed)
     backbone_cfg = backbone_cfg or backbone_lib.BackboneConfig()
+    # Trainer construction is an edge: gin's image/speech bindings are read here once,
+    # then the model carries them to every input pipeline, evaluation and export.
+    self.modality_cfg = modality_cfg or adapters.ModalityConfigs.from_gin()
     with self.strategy.scope():
-      self.model = model_lib.build(self.problems, self.vocabs, vocab_keys, backbone_cfg)
+      self.model = model_lib.build(self.problems, self.vocabs, vocab_keys, backbone_cfg,
+                                   self.modality_cfg)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
       # Steps each problem received over the whole run (checkpointed with it).
       self.problem_steps = tf.Variable(tf.zeros([len(self.problems)], tf.int64),
@@ -151,7 +158,8 @@ class Trainer:
     shapes: no input pipeline is read (evaluation builds no training pipeline)."""
     for p in self.problems:
       spec = data_lib.dataset(p, "train", self.data_dir, 1, training=False,
-                              vocab=self.vocabs[p.name]).element_spec
+                              vocab=self.vocabs[p.name],
+                              modality_cfg=self.modality_cfg).element_spec
       batch = {k: tf.zeros([1] + s.shape.as_list()[1:], s.dtype) for k, s in spec.items()}
       self.model(batch, problem=p.name, training=False)
 
@@ -211,7 +219,8 @@ class Trainer:
                           bucket_boundaries=self.cfg.bucket_boundaries,
                           deterministic=self.cfg.deterministic, pack=self.cfg.pack,
                           cache=self.cfg.cache, shuffle_buffer=self.cfg.shuffle_buffer,
-                          shard=shard or (ctx.num_input_pipelines, ctx.input_pipeline_id))
+                          shard=shard or (ctx.num_input_pipelines, ctx.input_pipeline_id),
+                          modality_cfg=self.modality_cfg)
     if self.cfg.grad_accum_steps > 1:  # [k, b, ...]: the micro-batches of one update
       ds = ds.batch(self.cfg.grad_accum_steps, drop_remainder=True)
     return ds

@@ -38,7 +38,6 @@ def test_speech_subsampler_mask_matches_length():
 
 
 def test_image_patches_and_shift_augmentation():
-  import gin
   spec = problem_lib.FeatureSpec("image", shape=(28, 28, 1))
   mod = adapters.get_modality("image")
   layer = mod.input_layer(spec, 0, 16)
@@ -48,14 +47,15 @@ def test_image_patches_and_shift_augmentation():
   assert x.shape == (3, (28 // p) ** 2, 16) and mask.shape == (3, (28 // p) ** 2)
   # The shift really shifts: each result is the image translated by at most 2 pixels
   # (zero-padded), a pure function of the seed, and seeds differ in their shifts.
-  gin.parse_config(["ImageConfig.random_shift = 2"])
+  shift = adapters.ModalityConfigs(image=adapters.image.ImageConfig(random_shift=2))
   one = tf.cast(img[0], tf.uint8)
   padded = np.pad(one.numpy(), [[2, 2], [2, 2], [0, 0]])
   offsets = set()
   for s in range(12):
     seed = tf.constant([s, 1], tf.int64)
-    out = mod.augment({"": one}, spec, seed)[""].numpy()
-    np.testing.assert_array_equal(out, mod.augment({"": one}, spec, seed)[""].numpy())
+    out = mod.augment({"": one}, spec, seed, shift)[""].numpy()
+    again = mod.augment({"": one}, spec, seed, shift)[""].numpy()
+    np.testing.assert_array_equal(out, again)
     found = [(dy, dx) for dy in range(5) for dx in range(5)
              if np.array_equal(out, padded[dy:dy + 28, dx:dx + 28])]
     assert found, "augmented image is not a translation of the input"
@@ -72,23 +72,24 @@ def test_label_roundtrip():
   assert mod.vocab_size(spec, None) == 3 + 3
 
 
+def _conv_stem(patch_size):
+  return adapters.ModalityConfigs(image=adapters.image.ImageConfig(stem="conv",
+                                                                   patch_size=patch_size))
+
+
 def test_conv_stem_gives_the_patch_grid():
-  import gin
-  gin.bind_parameter("ImageConfig.stem", "conv")
-  gin.bind_parameter("ImageConfig.patch_size", 4)
   spec = problem_lib.FeatureSpec("image", shape=(28, 28, 1))
-  layer = adapters.get_modality("image").input_layer(spec, 0, 16)
+  layer = adapters.get_modality("image").input_layer(spec, 0, 16,
+                                                     modality_cfg=_conv_stem(4))
   x, mask = layer({"": tf.zeros([2, 28, 28, 1], tf.uint8)})
   assert x.shape == (2, 49, 16)
   assert len(layer.stem) == 2  # two stride-2 3x3 convolutions make stride 4
 
 
 def test_conv_stem_rounds_up_odd_sizes():
-  import gin
-  gin.bind_parameter("ImageConfig.stem", "conv")
-  gin.bind_parameter("ImageConfig.patch_size", 8)
   spec = problem_lib.FeatureSpec("image", shape=(28, 28, 1))
-  layer = adapters.get_modality("image").input_layer(spec, 0, 16)
+  layer = adapters.get_modality("image").input_layer(spec, 0, 16,
+                                                     modality_cfg=_conv_stem(8))
   x, _ = layer({"": tf.zeros([2, 28, 28, 1], tf.uint8)})
   assert x.shape == (2, 16, 16)  # 28 -> 14 -> 7 -> 4: a 4x4 grid
   assert len(layer.stem) == 3

@@ -5,12 +5,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from onemodel import adapters
 from onemodel import data
+from onemodel.adapters import speech
 
 
 @pytest.fixture
 def spec_augment():
-  gin.parse_config(["SpeechConfig.freq_mask = 10", "SpeechConfig.time_mask = 10"])
+  """SpecAugment on, passed explicitly (the library reads no gin)."""
+  return adapters.ModalityConfigs(speech=speech.SpeechConfig(freq_mask=10, time_mask=10))
 
 
 def test_augment_split_equals_training_features(problems, data_dir, spec_augment):
@@ -19,13 +22,16 @@ def test_augment_split_equals_training_features(problems, data_dir, spec_augment
   vocab = data.get_vocab(p, data_dir)
   raw = p.to_raw(next(iter(data.raw_split(p, "train", data_dir))))
   seed = tf.constant([7, 3], tf.int64)
-  whole = data.example_features(p, raw, vocab, training=True, seed=seed)
-  split = data.augment_features(p, data.example_features(p, raw, vocab, training=False),
-                                seed)
+  whole = data.example_features(p, raw, vocab, training=True, seed=seed,
+                                modality_cfg=spec_augment)
+  split = data.augment_features(p, data.example_features(p, raw, vocab, training=False,
+                                                         modality_cfg=spec_augment),
+                                seed, spec_augment)
   assert set(whole) == set(split)
   for k in whole:
     np.testing.assert_array_equal(whole[k].numpy(), split[k].numpy(), err_msg=k)
-  clean = data.example_features(p, raw, vocab, training=False)["inputs"].numpy()
+  clean = data.example_features(p, raw, vocab, training=False,
+                                modality_cfg=spec_augment)["inputs"].numpy()
   assert not np.array_equal(clean, whole["inputs"].numpy())  # masks were applied
 
 
@@ -34,7 +40,8 @@ def test_cached_epochs_share_features_but_not_masks(problems, data_dir, spec_aug
   n = data.train_size(p, data_dir)
   vocab = data.get_vocab(p, data_dir)
   ds = data.dataset(p, "train", data_dir, batch_size=1, training=True, vocab=vocab,
-                    seed=0, shuffle_buffer=1, cache=True, deterministic=True)
+                    seed=0, shuffle_buffer=1, cache=True, deterministic=True,
+                    modality_cfg=spec_augment)
   k = 24
   first = list(ds.take(k))
   second = list(ds.skip(n).take(k))  # the same examples, read back from the cache

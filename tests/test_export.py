@@ -90,7 +90,8 @@ def _python_outputs(t, raws):
   """The Python model on the raw values, through the training-time feature code."""
   p = t.problem
   feats = [data_lib.example_features(p, {"inputs": tf.constant(r), "targets": tf.constant(
-      0 if p.targets.modality == "label" else "")}, t.vocab, training=False) for r in raws]
+      0 if p.targets.modality == "label" else "")}, t.vocab, training=False,
+      modality_cfg=t.model.modality_cfg) for r in raws]
   batch = {k: tf.stack([f[k] for f in feats]) for k in feats[0]}
   ids, _ = decoding.decode(t.model, p.name, batch, p.targets.length)
   tmod = adapters.get_modality(p.targets.modality)

@@ -1,6 +1,7 @@
 """Modality adapters, one file each. Every module in this package is imported here, so
 adding a modality means adding one file that calls `base.MODALITIES.register(...)`."""
 
+import dataclasses
 import importlib
 import pkgutil
 
@@ -9,6 +10,25 @@ from onemodel.adapters.base import MODALITIES, Modality  # noqa: F401
 for _m in pkgutil.iter_modules(__path__):
   if _m.name != "base":
     importlib.import_module(f"{__name__}.{_m.name}")
+
+from onemodel.adapters import image as _image  # noqa: E402  (imported by the loop above)
+from onemodel.adapters import speech as _speech  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class ModalityConfigs:
+  """The adapters' model-wide settings, as values. Resolved from gin once, at the edges
+  (`from_gin()`, next to `BackboneConfig()`: the command line, trainer construction, the
+  testing kit), then carried by the model (`OneModel.modality_cfg`) and given to the
+  input pipeline, so the features always match the layers that read them. Library code
+  takes them as an argument and never reads gin. `ModalityConfigs()` is the defaults."""
+  image: _image.ImageConfig = dataclasses.field(default_factory=_image.ImageConfig)
+  speech: _speech.SpeechConfig = dataclasses.field(default_factory=_speech.SpeechConfig)
+
+  @classmethod
+  def from_gin(cls) -> "ModalityConfigs":
+    """The settings as gin binds them (`ImageConfig.patch_size = 8`, ...)."""
+    return cls(image=_image.from_gin(), speech=_speech.from_gin())
 
 
 def get_modality(name: str) -> Modality:

@@ -5,6 +5,10 @@ builds the Keras layer that maps a batch of features into the backbone's [B, L, 
 space with a [B, L] mask (`input_layer`), and, for target modalities, maps decoded ids
 back to a Python value (`postprocess`). Target modalities emit tokens through the shared
 decoder, read by a `TokenEmbedding` whose softmax is tied to its embedding.
+
+Model-wide settings (`adapters.ModalityConfigs`: image patch size, log-mel sizes, ...)
+arrive as the `modality_cfg` argument, resolved from gin at the edges; an adapter reads
+its own part of it and never reads gin (None: the settings' dataclass defaults).
 """
 
 import math
@@ -22,7 +26,7 @@ class Modality:
   name = ""
   is_target = False  # can be a target (emits tokens through the decoder)
 
-  def features(self, raw, spec, vocab, training, seed=None):
+  def features(self, raw, spec, vocab, training, seed=None, modality_cfg=None):
     """Raw value -> dict of fixed-shape tensors; '' is the main key.
 
     Runs inside tf.data (graph mode) and eagerly; both are tested. With `training`,
@@ -31,7 +35,7 @@ class Modality:
     epoch."""
     raise NotImplementedError
 
-  def augment(self, feats, spec, seed):
+  def augment(self, feats, spec, seed, modality_cfg=None):
     """Training-time random augmentation of `features(..., training=False)`'s output
     (same keys and shapes). `seed` is a [2] int64 tensor, a different one per example:
     use stateless random ops (`tf.random.stateless_*`), so that the input pipeline can
@@ -39,7 +43,8 @@ class Modality:
     Default: none."""
     return feats
 
-  def input_layer(self, spec, vocab_size, model_dim, embedding=None, name=None):
+  def input_layer(self, spec, vocab_size, model_dim, embedding=None, name=None,
+                  modality_cfg=None):
     """Keras layer: features dict -> (x [B, L, D], mask [B, L] float). `name` is unique
     per problem: it is the prefix of the layer's variables' checkpoint paths."""
     raise NotImplementedError(f"modality {self.name!r} cannot be an input")

@@ -7,6 +7,7 @@ Transformers See Better", arXiv:2106.14881): same tokens, much faster convergenc
 small data such as MNIST."""
 
 import dataclasses
+from typing import Optional
 
 import gin
 import keras
@@ -15,9 +16,10 @@ import tensorflow as tf
 from onemodel.adapters import base
 
 
-@gin.configurable
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ImageConfig:
+  """The model-wide image settings, a plain value: `ImageConfig()` is the defaults below,
+  whatever gin binds; `from_gin()` (called at the edges only) reads the bindings."""
   patch_size: int = 4
   stem: str = "patch"  # 'patch' (one strided conv) or 'conv' (3x3 convs, same stride)
   stem_channels: int = 64
@@ -25,11 +27,29 @@ class ImageConfig:
   random_shift: int = 0
 
 
+# gin binds `ImageConfig.patch_size = 8` etc. as before, through a separate configurable
+# (it builds a plain `ImageConfig`): the class itself is never wrapped, so library code
+# constructing or replacing one cannot read gin.
+_GinImageConfig = gin.external_configurable(ImageConfig, "ImageConfig")
+
+
+def from_gin() -> ImageConfig:
+  """The settings as gin binds them. For the edges (command line, trainer construction,
+  the testing kit): see `adapters.ModalityConfigs.from_gin`."""
+  return _GinImageConfig()
+
+
+def own_config(modality_cfg) -> ImageConfig:
+  """The image part of an `adapters.ModalityConfigs` (None: the defaults)."""
+  return modality_cfg.image if modality_cfg is not None else ImageConfig()
+
+
 class PatchEmbedding(keras.layers.Layer):
 
-  def __init__(self, height, width, patch_size, model_dim, **kwargs):
+  def __init__(self, height, width, patch_size, model_dim,
+               cfg: Optional[ImageConfig] = None, **kwargs):
     super().__init__(**kwargs)
-    cfg = ImageConfig()
+    cfg = cfg if cfg is not None else ImageConfig()
     if cfg.stem == "conv":
       # 'same'-padded stride-2 convs halve (rounding up) while the stride is even, then a
       # 'valid' conv takes the odd rest: 28x28 at patch_size 8 gives a 4x4 grid.
@@ -76,14 +96,14 @@ class PatchEmbedding(keras.layers.Layer):
 class Image(base.Modality):
   name = "image"
 
-  def features(self, raw, spec, vocab, training, seed=None):
+  def features(self, raw, spec, vocab, training, seed=None, modality_cfg=None):
     img = tf.ensure_shape(tf.cast(raw, tf.uint8), spec.shape)
-    return self.augment({"": img}, spec, seed) if training else {"": img}
+    return self.augment({"": img}, spec, seed, modality_cfg) if training else {"": img}
 
-  def augment(self, feats, spec, seed):
+  def augment(self, feats, spec, seed, modality_cfg=None):
     """Random shift by up to ImageConfig.random_shift pixels (pad, then random crop),
     a pure function of `seed` so that a resumed input pipeline repeats it exactly."""
-    shift = ImageConfig().random_shift
+    shift = own_config(modality_cfg).random_shift
     if not shift:
       return feats
     img = tf.pad(feats[""], [[shift, shift], [shift, shift], [0, 0]])
@@ -102,9 +122,11 @@ class Image(base.Modality):
                         [f"onemodel: image must be {h}x{w}, got", tf.shape(img)[:2]])
     return tf.ensure_shape(img, spec.shape)
 
-  def input_layer(self, spec, vocab_size, model_dim, embedding=None, name=None):
+  def input_layer(self, spec, vocab_size, model_dim, embedding=None, name=None,
+                  modality_cfg=None):
     h, w, _ = spec.shape
-    return PatchEmbedding(h, w, patch_size(spec, ImageConfig()), model_dim,
+    cfg = own_config(modality_cfg)
+    return PatchEmbedding(h, w, patch_size(spec, cfg), model_dim, cfg,
                           name=name or "image_input")
 
 

@@ -13,7 +13,7 @@ class Label(base.Modality):
   name = "label"
   is_target = True
 
-  def features(self, raw, spec, vocab, training):
+  def features(self, raw, spec, vocab, training, seed=None, modality_cfg=None):
     raise NotImplementedError("labels are targets only")
 
   def target_ids(self, raw, spec, vocab):

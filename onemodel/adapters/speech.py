@@ -5,6 +5,7 @@ Features are computed in tf.data (so they can be cached); the layer sees
 [B, frames, mels] plus the number of valid frames."""
 
 import dataclasses
+from typing import Optional
 
 import gin
 import keras
@@ -14,9 +15,11 @@ from onemodel.adapters import base
 from onemodel.errors import UserError
 
 
-@gin.configurable
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class SpeechConfig:
+  """The model-wide speech settings, a plain value: `SpeechConfig()` is the defaults
+  below, whatever gin binds; `from_gin()` (called at the edges only) reads the
+  bindings. A problem's `FeatureSpec.front_end` overrides them for it (`settings`)."""
   num_mels: int = 80
   frame_ms: float = 25.0
   hop_ms: float = 10.0
@@ -32,10 +35,28 @@ _RANGES = {"num_mels": (1, int), "frame_ms": (1e-3, float), "hop_ms": (1e-3, flo
            "conv_channels": (1, int), "freq_mask": (0, int), "time_mask": (0, int)}
 
 
-def settings(spec) -> SpeechConfig:
-  """The speech settings of one problem's feature: the model-wide `SpeechConfig`, with
-  the problem's own `FeatureSpec.front_end` overrides."""
-  return dataclasses.replace(SpeechConfig(), **dict(spec.front_end))
+# gin binds `SpeechConfig.num_mels = 40` etc. as before, through a separate configurable
+# (it builds a plain `SpeechConfig`): the class itself is never wrapped, so library code
+# constructing or replacing one (`settings`) cannot read gin.
+_GinSpeechConfig = gin.external_configurable(SpeechConfig, "SpeechConfig")
+
+
+def from_gin() -> SpeechConfig:
+  """The settings as gin binds them. For the edges (command line, trainer construction,
+  the testing kit): see `adapters.ModalityConfigs.from_gin`."""
+  return _GinSpeechConfig()
+
+
+def own_config(modality_cfg) -> SpeechConfig:
+  """The speech part of an `adapters.ModalityConfigs` (None: the defaults)."""
+  return modality_cfg.speech if modality_cfg is not None else SpeechConfig()
+
+
+def settings(spec, cfg: Optional[SpeechConfig] = None) -> SpeechConfig:
+  """The speech settings of one problem's feature: the model-wide `cfg` (None: the
+  defaults), with the problem's own `FeatureSpec.front_end` overrides."""
+  return dataclasses.replace(cfg if cfg is not None else SpeechConfig(),
+                             **dict(spec.front_end))
 
 
 def check_front_end(where: str, spec) -> None:
@@ -102,8 +123,8 @@ class Subsampler(keras.layers.Layer):
 class Speech(base.Modality):
   name = "speech"
 
-  def features(self, raw, spec, vocab, training, seed=None):
-    cfg = settings(spec)
+  def features(self, raw, spec, vocab, training, seed=None, modality_cfg=None):
+    cfg = settings(spec, own_config(modality_cfg))
     wav = tf.cast(raw, tf.float32)
     if raw.dtype == tf.int16:
       wav /= 32768.0
@@ -116,11 +137,11 @@ class Speech(base.Modality):
     feats = (feats - mean) * tf.math.rsqrt(var + 1e-5)
     feats = base.pad_or_truncate(feats, frames)               # [frames, mels]
     out = {"": feats, "length": tf.minimum(valid, frames)}
-    return self.augment(out, spec, seed) if training else out
+    return self.augment(out, spec, seed, modality_cfg) if training else out
 
-  def augment(self, feats, spec, seed):
+  def augment(self, feats, spec, seed, modality_cfg=None):
     """SpecAugment on the real frames (padding frames are zeros either way)."""
-    cfg = settings(spec)
+    cfg = settings(spec, own_config(modality_cfg))
     if not (cfg.freq_mask or cfg.time_mask):
       return feats
     return {**feats, "": _spec_augment(feats[""], feats["length"], cfg, seed)}
@@ -140,8 +161,10 @@ class Speech(base.Modality):
                          rate])
     return audio[:, 0]
 
-  def input_layer(self, spec, vocab_size, model_dim, embedding=None, name=None):
-    return Subsampler(model_dim, settings(spec), name=name or "speech_input")
+  def input_layer(self, spec, vocab_size, model_dim, embedding=None, name=None,
+                  modality_cfg=None):
+    return Subsampler(model_dim, settings(spec, own_config(modality_cfg)),
+                      name=name or "speech_input")
 
 
 def _spec_augment(feats, length, cfg, seed):

@@ -13,14 +13,15 @@ class Text(base.Modality):
   name = "text"
   is_target = True
 
-  def features(self, raw, spec, vocab, training):
+  def features(self, raw, spec, vocab, training, seed=None, modality_cfg=None):
     ids = vocab.encode_tf(raw)
     return {"": base.with_eos(ids, spec.length)}
 
   def target_ids(self, raw, spec, vocab):
     return vocab.encode_tf(raw)
 
-  def input_layer(self, spec, vocab_size, model_dim, embedding=None, name=None):
+  def input_layer(self, spec, vocab_size, model_dim, embedding=None, name=None,
+                  modality_cfg=None):
     name = name or "text_input"
     if embedding is None:  # the target is not text (e.g. a class label): own embedding
       if not vocab_size:

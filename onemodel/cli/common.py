@@ -108,13 +108,16 @@ def load_run():
   if not os.path.isfile(config):
     raise UserError(f"{config} not found: is {out} an onemodel-train output dir?")
   parse_gin([config] + FLAGS.gin_file, FLAGS.gin_param)
+  from onemodel import adapters
   from onemodel import backbone
   from onemodel import distribute
   from onemodel import trainer
   # No optimizer and no training input pipeline: only the model, on the default device.
+  # The run's gin is read here, at the edge (eval, export, decode, predict, average).
   t = trainer.Trainer(out, FLAGS.data_dir, FLAGS.manual_dir, cfg=trainer.TrainConfig(),
                       backbone_cfg=backbone.BackboneConfig(), training=False,
-                      strategy=distribute.get_strategy())
+                      strategy=distribute.get_strategy(),
+                      modality_cfg=adapters.ModalityConfigs.from_gin())
   path = t.restore(FLAGS.checkpoint)
   return t, path
 

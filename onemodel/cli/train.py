@@ -25,15 +25,17 @@ def main(argv):
   common.load_plugins()
   common.parse_gin(FLAGS.gin_file, FLAGS.gin_param)
   import gin
+  from onemodel import adapters
   from onemodel import backbone
   from onemodel import trainer
   if not FLAGS.output_dir:
     raise common.UserError("--output_dir is required")
   # gin is read here, at the edge; the library gets values.
   cfg, backbone_cfg = trainer.TrainConfig(), backbone.BackboneConfig()
+  modality_cfg = adapters.ModalityConfigs.from_gin()
   t = trainer.Trainer(FLAGS.output_dir, FLAGS.data_dir, FLAGS.manual_dir,
                       strategy=distribute.get_strategy(FLAGS.strategy, FLAGS.tpu),
-                      cfg=cfg, backbone_cfg=backbone_cfg)
+                      cfg=cfg, backbone_cfg=backbone_cfg, modality_cfg=modality_cfg)
   out = t.train(config_text=gin.config_str(), operative_config=gin.operative_config_str)
   if out["eval"] and len(t.problems) > 1:
     print(summary_table(t, out["eval"]), flush=True)
