@@ -6,11 +6,12 @@ onemodel/plan/records.csv and prints a markdown table with the error of each.
 Calibration records are predicted leave-one-out (the MFU table is refitted without the
 record predicted); validation records (later MLPerf rounds) are predicted with the table
 fitted on all calibration records and were never fitted on. Prints the median absolute
-error of each set.
+error of each set, and of the validation records of each MLPerf round (v0.7, v1.0) apart.
 """
 
 import argparse
 import re
+import statistics
 
 from onemodel.plan import calibrate, records
 
@@ -18,6 +19,17 @@ from onemodel.plan import calibrate, records
 def _fmt(s):
   return f"{s / 3600:.2f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 120 else \
       f"{s:.0f} s"
+
+
+# Validation records by MLPerf round (record id prefix); "" is all of them.
+VALIDATION_SETS = [("MLPerf v0.7 alone", "mlperf07_"), ("MLPerf v1.0 alone", "mlperf10_"),
+                   ("all", "")]
+
+
+def _validation_median(rows, prefix):
+  errs = [abs(x["error"]) for x in rows if x["error"] is not None and
+          x["record"].role == "validation" and x["record"].id.startswith(prefix)]
+  return (statistics.median(errs) if errs else float("nan")), len(errs)
 
 
 def main():
@@ -49,12 +61,14 @@ def main():
                f"({r.interconnect}) | {batch} | {es} | {_fmt(r.reported_s)} | {pred} | "
                f"{err} | {imp} | {work} | {used} | {r.source} |")
   n_cal = sum(1 for x in rows if x["error"] is not None and x["record"].role == "calibration")
-  n_val = sum(1 for x in rows if x["error"] is not None and x["record"].role == "validation")
   out += ["",
           f"Median absolute error, calibration records, leave-one-out ({n_cal} records): "
-          f"{100 * calibrate.median_abs_error(rows, 'calibration'):.1f}%",
-          f"Median absolute error, validation records (MLPerf v0.7, never fitted; "
-          f"{n_val} records): {100 * calibrate.median_abs_error(rows, 'validation'):.1f}%",
+          f"{100 * calibrate.median_abs_error(rows, 'calibration'):.1f}%"]
+  for label, prefix in VALIDATION_SETS:
+    med, n = _validation_median(rows, prefix)
+    out.append(f"Median absolute error, validation records, {label} (never fitted; {n} "
+               f"records): {100 * med:.1f}%")
+  out += [
           "", "MFU table fitted on all calibration records: w_half (FLOPs a chip a step at "
           "which MFU is half its MFU_max) and the geometric means of MFU_max = implied MFU x "
           "(w + w_half) / w:", f"  w_half: {table['half_work']:.3g} FLOPs"]
@@ -65,7 +79,8 @@ def main():
   out += ["", "The same without the saturation (w_half = 0: one flat MFU per (accelerator, "
           "family); the per-family fallback kept): median absolute error "
           f"{100 * calibrate.median_abs_error(flat, 'calibration'):.1f}% leave-one-out, "
-          f"{100 * calibrate.median_abs_error(flat, 'validation'):.1f}% on validation."]
+          + ", ".join(f"{100 * _validation_median(flat, prefix)[0]:.1f}% on {label}"
+                      for label, prefix in VALIDATION_SETS) + "."]
   out += ["", "Steps to target fitted on the MLPerf v0.6 runs to target, "
           "E(B) = E_min (1 + B / B_noise):"]
   for k, v in fits.items():
