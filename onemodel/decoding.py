@@ -21,10 +21,12 @@ from onemodel import vocab as vocab_lib
 NEG_INF = -1e9
 
 
-@gin.configurable
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class DecodeConfig:
-  """How `onemodel-decode`, `onemodel-export` and evaluation decode."""
+  """How `onemodel-decode`, `onemodel-export` and evaluation decode. A plain value:
+  `DecodeConfig()` is the defaults below, whatever gin binds; `from_gin()` (called at the
+  edges only: the command lines, trainer construction, the testing kit) reads the
+  bindings (`DecodeConfig.method = 'beam'`), as t5x keeps gin out of its library."""
   method: str = "greedy"        # greedy | beam | sample
   beam_size: int = 4
   alpha: float = 0.6            # GNMT length penalty exponent
@@ -36,6 +38,16 @@ class DecodeConfig:
   # Compile the decoding loop with XLA (static shapes throughout: the cache, the beams)
   # in onemodel-eval, onemodel-decode and the exported SavedModel.
   jit_compile: bool = False
+
+
+# gin binds `DecodeConfig.method = 'beam'` etc. through a separate configurable that
+# builds a plain `DecodeConfig`, so library code constructing one cannot read gin.
+_GinDecodeConfig = gin.external_configurable(DecodeConfig, "DecodeConfig")
+
+
+def from_gin() -> DecodeConfig:
+  """The decoding settings as gin binds them (for the edges, see `DecodeConfig`)."""
+  return _GinDecodeConfig()
 
 
 def decode_function(model, problem: str, max_len: int, cfg: "DecodeConfig"):

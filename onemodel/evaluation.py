@@ -1,8 +1,9 @@
 """Evaluation: teacher-forced loss for every problem, greedy decoding + real scorers for
 problems whose metrics need predictions. One code path for training-time and CLI eval."""
 
+import dataclasses
 import time
-from typing import Dict
+from typing import Dict, Optional
 
 import tensorflow as tf
 
@@ -16,7 +17,10 @@ from onemodel import model as model_lib
 class Evaluator:
   """Compiles the eval functions once per (model, problem) and reuses them."""
 
-  def __init__(self, model, problem, vocab, data_dir: str, batch_size: int = 64):
+  def __init__(self, model, problem, vocab, data_dir: str, batch_size: int = 64,
+               decode_cfg: Optional[decoding.DecodeConfig] = None):
+    """`decode_cfg`: how to decode (None: `DecodeConfig()`'s defaults; the edges pass
+    `decoding.from_gin()`). Evaluation scores the best beam only."""
     self.model, self.problem, self.vocab = model, problem, vocab
     self.data_dir, self.batch_size = data_dir, batch_size
     name = problem.name
@@ -26,9 +30,7 @@ class Evaluator:
       logits = model(batch, problem=name, training=False)
       return model_lib.token_loss(logits, batch["targets"])
 
-    cfg = decoding.DecodeConfig()
-    if cfg.return_beams:
-      cfg = decoding.DecodeConfig(**{**cfg.__dict__, "return_beams": False})
+    cfg = dataclasses.replace(decode_cfg or decoding.DecodeConfig(), return_beams=False)
     max_len = cfg.max_decode_length or problem.targets.length
 
     decode = decoding.decode_function(model, name, max_len, cfg)

@@ -215,7 +215,8 @@ def check_problem(problem, manual_dir: str, data_dir: Optional[str] = None,
       if not np.isfinite(loss):
         stages.fail(stage, f"loss is {loss}")
     if evaluate:
-      ev = evaluation.Evaluator(model, p, vocab, data_dir, batch_size=batch_size)
+      ev = evaluation.Evaluator(model, p, vocab, data_dir, batch_size=batch_size,
+                                decode_cfg=decoding.from_gin())
       results = stages.run("evaluation", ev.evaluate, "eval", eval_examples)
       missing = [m for m in p.metrics if m not in results]
       if missing:
@@ -236,7 +237,7 @@ def _check_export(p, model, vocab, data_dir, stages):
   role = "test" if "test" in p.splits else "eval"
   inputs = [_encode_raw(p, p.to_raw(ex)["inputs"].numpy())
             for ex in data_lib.raw_split(p, role, data_dir).take(3)]
-  servable = export_lib.Servable(model, [p], {p.name: vocab}, decoding.DecodeConfig())
+  servable = export_lib.Servable(model, [p], {p.name: vocab}, decoding.from_gin())
   want = servable(p.name, inputs)["outputs"].numpy().tolist()
   with tempfile.TemporaryDirectory() as d:
     export_lib.export(servable, os.path.join(d, "export"))

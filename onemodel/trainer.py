@@ -27,6 +27,7 @@ from onemodel import backbone as backbone_lib
 from onemodel import checkpoints
 from onemodel import controller as controller_lib
 from onemodel import data as data_lib
+from onemodel import decoding
 from onemodel import distribute
 from onemodel import evaluation
 from onemodel import hooks as hooks_lib
@@ -106,6 +107,7 @@ class Trainer:
     # Trainer construction is an edge: gin's image/speech bindings are read here once,
     # then the model carries them to every input pipeline, evaluation and export.
     self.modality_cfg = modality_cfg or adapters.ModalityConfigs.from_gin()
+    self.decode_cfg = decoding.from_gin()  # how evaluation decodes (DecodeConfig.*)
     with self.strategy.scope():
       self.model = model_lib.build(self.problems, self.vocabs, vocab_keys, backbone_cfg,
                                    self.modality_cfg)
@@ -262,7 +264,8 @@ class Trainer:
     for p in self.problems:
       if p.name not in self._evaluators:  # compiled once, reused at every evaluation
         self._evaluators[p.name] = evaluation.Evaluator(
-            self.model, p, self.vocabs[p.name], self.data_dir, self.cfg.eval_batch_size)
+            self.model, p, self.vocabs[p.name], self.data_dir, self.cfg.eval_batch_size,
+            self.decode_cfg)
       results = self._evaluators[p.name].evaluate(role, self.cfg.eval_max_examples)
       shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(results.items()))
       print(f"eval {p.name} {role} @ step {step}: {shown}", flush=True)

@@ -1,6 +1,7 @@
 """gin is read at the edges only (issue #12): the command line, trainer construction and
 the testing kit resolve `ImageConfig` / `SpeechConfig` into `adapters.ModalityConfigs`;
-the adapters, the input pipeline and the model take those values and never read gin."""
+the adapters, the input pipeline and the model take those values and never read gin.
+Likewise `DecodeConfig` (`decoding.from_gin()` at the edges, evaluation takes a value)."""
 
 import os
 
@@ -11,6 +12,7 @@ import tensorflow as tf
 from conftest import ROOT
 from onemodel import adapters
 from onemodel import data as data_lib
+from onemodel import decoding
 from onemodel import evaluation
 from onemodel import model as model_lib
 from onemodel import problem as problem_lib
@@ -21,7 +23,8 @@ from onemodel.adapters import speech
 
 @gin.configurable("gin_edges_unreadable")
 def _unreadable():
-  raise AssertionError("library code read a gin binding of ImageConfig/SpeechConfig")
+  raise AssertionError("library code read a gin binding (ImageConfig, SpeechConfig or "
+                       "DecodeConfig)")
 
 
 # Bindings that fail when anything reads them, even a call passing every field (gin
@@ -29,7 +32,8 @@ def _unreadable():
 UNREADABLE = [f"ImageConfig.{k} = @gin_edges_unreadable()"
               for k in ("patch_size", "stem", "stem_channels", "random_shift")] + \
              [f"SpeechConfig.{k} = @gin_edges_unreadable()"
-              for k in ("num_mels", "hop_ms", "conv_channels", "freq_mask", "time_mask")]
+              for k in ("num_mels", "hop_ms", "conv_channels", "freq_mask", "time_mask")] + \
+             [f"DecodeConfig.{k} = @gin_edges_unreadable()" for k in ("method", "beam_size")]
 LABEL = problem_lib.FeatureSpec("label", length=2, class_names=("a", "b"))
 IMAGE = problem_lib.FeatureSpec("image", shape=(28, 28, 1))
 SPEECH = problem_lib.FeatureSpec("speech", length=4000, sample_rate=8000)
@@ -61,6 +65,7 @@ def test_adapters_read_no_gin():
   coarse = problem_lib.FeatureSpec("speech", length=4000, sample_rate=8000,
                                    front_end={"num_mels": 40})
   assert speech.settings(coarse) == speech.SpeechConfig(num_mels=40)
+  assert decoding.DecodeConfig().method == "greedy"  # the library's decoding defaults
 
 
 def test_explicit_settings_reach_the_pipeline_and_the_model():
@@ -96,7 +101,9 @@ def test_trainer_resolves_gin_and_hands_it_down(tmp_path, data_dir, manual_dir,
   """Trainer construction is an edge: gin's ImageConfig/SpeechConfig bindings reach the
   model and every input pipeline the run builds (variables, training, evaluation)."""
   gin.parse_config_files_and_bindings([os.path.join(ROOT, "gin/models/tiny.gin")], [
-      "TrainConfig.problem = 'mnist'", "ImageConfig.random_shift = 3"])
+      "TrainConfig.problem = 'mnist'", "ImageConfig.random_shift = 3",
+      "DecodeConfig.method = 'beam'", "DecodeConfig.beam_size = 2",
+      "TrainConfig.eval_max_examples = 8"])
   want = adapters.ModalityConfigs(
       image=image.ImageConfig(patch_size=7, random_shift=3),        # tiny.gin + binding
       speech=speech.SpeechConfig(num_mels=40, conv_channels=8))     # tiny.gin
@@ -108,10 +115,21 @@ def test_trainer_resolves_gin_and_hands_it_down(tmp_path, data_dir, manual_dir,
     return dataset(*args, **kwargs)
 
   monkeypatch.setattr(data_lib, "dataset", spy)
+  decode_cfgs = []
+  decode_function = decoding.decode_function
+
+  def spy_decode(model, problem, max_len, cfg):
+    decode_cfgs.append(cfg)
+    return decode_function(model, problem, max_len, cfg)
+
+  monkeypatch.setattr(decoding, "decode_function", spy_decode)
   t = trainer_lib.Trainer(str(tmp_path), data_dir, manual_dir, training=False)
   gin.clear_config()  # the values were resolved once: nothing below reads gin
   assert t.model.modality_cfg == want
   assert t.model.input_adapters["mnist"].rows == 28 // 7
   next(iter(t.dataset(tf.distribute.InputContext(), t.problem)))
+  t.evaluate("eval", 0)  # the trainer's own evaluator: the bindings' decoding
   evaluation.Evaluator(t.model, t.problem, t.vocab, data_dir, 4).evaluate("eval", 4)
-  assert len(seen) == 3 and all(s == want for s in seen), seen
+  assert len(seen) == 4 and all(s == want for s in seen), seen
+  assert decode_cfgs == [decoding.DecodeConfig(method="beam", beam_size=2),
+                         decoding.DecodeConfig()], decode_cfgs

@@ -12,6 +12,7 @@ temperature, top_k, return_beams). Inputs go through the same in-graph preproces
 exported SavedModel. With --decode_refs (one reference a line, in input order), the
 problem's metric is printed."""
 
+import dataclasses
 import os
 import sys
 
@@ -93,9 +94,7 @@ def _interactive(servable, problem):
 def _samples(t, p, n):
   import tensorflow as tf
   from onemodel import decoding
-  cfg = decoding.DecodeConfig()
-  if cfg.method != "sample":
-    cfg = decoding.DecodeConfig(**{**cfg.__dict__, "method": "sample"})
+  cfg = dataclasses.replace(decoding.from_gin(), method="sample")
   ids, _ = decoding.decode(t.model, p.name, {"targets": tf.zeros([n, p.targets.length],
                                                                   tf.int32)},
                            cfg.max_decode_length or p.targets.length, cfg)
@@ -113,7 +112,7 @@ def main(argv):
     outputs = _samples(t, p, FLAGS.num_samples)
   else:
     servable = export.Servable(t.model, [p], {p.name: t.vocabs[p.name]},
-                               decoding.DecodeConfig())
+                               decoding.from_gin())
     if FLAGS.interactive:
       return _interactive(servable, p)
     outputs = _decode_all(servable, p, _read_inputs(p))
@@ -129,7 +128,7 @@ def main(argv):
     refs = [l.rstrip("\n") for l in open(FLAGS.decode_refs, encoding="utf-8")]
     if len(refs) != len(outputs):
       raise UserError(f"--decode_refs has {len(refs)} lines for {len(outputs)} outputs")
-    if decoding.DecodeConfig().return_beams:
+    if decoding.from_gin().return_beams:
       raise UserError("--decode_refs scores the best beam: unset DecodeConfig.return_beams")
     for name in p.metrics:
       if name in metrics.METRICS:

@@ -25,7 +25,7 @@ def main(argv):
   step = int(t.step.numpy())
   out = FLAGS.export_dir or os.path.join(FLAGS.output_dir, "export", str(step))
   # A joint (mixture) run exports one signature per problem from the same weights.
-  servable = export.Servable(t.model, t.problems, t.vocabs, decoding.DecodeConfig())
+  servable = export.Servable(t.model, t.problems, t.vocabs, decoding.from_gin())
   export.export(servable, out)
   print(f"exported {path} to {out} (signatures: {', '.join(servable.functions)})")
 
