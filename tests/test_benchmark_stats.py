@@ -42,3 +42,29 @@ def test_paired_interval_needs_two_pairs():
   with pytest.raises(ValueError):
     runlib.paired_interval([1.0, 2.0], [1.0])
   assert not math.isnan(runlib.paired_interval([0.0, 0.0], [1.0, 1.0])[0])
+
+
+def test_model_size_is_the_same_for_every_run(monkeypatch):
+  """--model=tiny puts tiny.gin after every run's experiment or base file (so singles,
+  joint and ablated runs all have the tiny backbone), and the default ablation shrinks
+  tiny's own ffn_dim (64), not base's."""
+  import joint_vs_single as jvs
+  monkeypatch.setattr(sys, "argv", ["joint_vs_single.py", "--model=tiny",
+                                    "--steps=mnist:100,sst2:100", "--seeds=0,1"])
+  args = jvs.parse_args()
+  assert args.ablation == "BackboneConfig.ffn_dim=16"
+  assert args.output_root.endswith("joint_vs_single_fair_tiny")
+  assert jvs.out_name(args, ".md").endswith("joint_vs_single_tiny.md")
+  _, _, specs = jvs.plan(args)
+  assert [s["kind"] for s in specs] == ["single", "single", "joint", "ablated"] * 2
+  for s in specs:
+    assert s["params"].count("include 'models/tiny.gin'") == 1, s["name"]
+    # after anything that sets the backbone: the last ffn_dim binding wins
+    ffn = [p for p in s["params"] if p.startswith("BackboneConfig.ffn_dim")]
+    assert ffn == (["BackboneConfig.ffn_dim = 16"] if s["kind"] == "ablated" else [])
+    if ffn:
+      assert s["params"].index(ffn[0]) > s["params"].index("include 'models/tiny.gin'")
+  monkeypatch.setattr(sys, "argv", ["joint_vs_single.py"])
+  args = jvs.parse_args()
+  assert args.ablation == "BackboneConfig.ffn_dim=256" and args.model == "base"
+  assert not any("models/" in p for s in jvs.plan(args)[2] for p in s["params"])
