@@ -91,3 +91,37 @@ def test_expected_retracing_warnings_are_hidden(caplog):
     assert [r.getMessage() for r in caplog.records] == ["another warning"]
   finally:
     tf_logger.filters[:] = saved
+
+
+def test_tensorflow_start_notices_are_filtered(capfd, monkeypatch):
+  """TensorFlow's native start-up notices (written to descriptor 2 whatever
+  TF_CPP_MIN_LOG_LEVEL says) are dropped; every other line passes, in order; a failed
+  cuInit is dropped only on a machine without an NVIDIA driver."""
+  from onemodel.cli import native_stderr
+  notices = [
+      "WARNING: All log messages before absl::InitializeLog() is called are written to "
+      "STDERR\n",
+      "I0000 00:00:1796067204.152910   15701 port.cc:153] oneDNN custom operations are on. "
+      "You may see slightly different numerical results due to floating-point round-off "
+      "errors from different computation orders.\n",
+      "I0000 00:00:1796067204.153336   15701 cudart_stub.cc:31] Could not find cuda drivers "
+      "on your machine, GPU will not be used.\n"]
+  cuinit = ("E0000 00:00:1796067206.390818   15701 cuda_platform.cc:52] failed call to "
+            "cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n")
+  for has_driver in (False, True):
+    monkeypatch.setattr(native_stderr, "nvidia_driver", lambda: has_driver)
+    capfd.readouterr()
+    with native_stderr.filtered():
+      for line in [notices[0], "a real problem\n", *notices[1:], cuinit, "and another\n"]:
+        os.write(2, line.encode())
+    err = capfd.readouterr().err
+    assert err == "a real problem\n" + (cuinit if has_driver else "") + "and another\n"
+
+
+def test_command_start_is_quiet():
+  """A command's stderr holds what it says, not TensorFlow's start-up notices (on this
+  kind of machine, without an NVIDIA driver, they include an ERROR-level cuInit line)."""
+  rc, _, se = cli("onemodel-train", "--gin_file=no_such_file.gin")
+  assert rc != 0
+  assert se.splitlines() == ["onemodel-train: error: gin file no_such_file.gin does not "
+                             "exist"], se[-2000:]

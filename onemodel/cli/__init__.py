@@ -2,6 +2,6 @@
 
 import os
 
-# TF prints several CUDA/oneDNN lines on start whatever this says; it still hides the
-# INFO chatter. Set before anything imports TensorFlow.
+# Hides TensorFlow's INFO chatter; its native start-up lines (CUDA/oneDNN notices) ignore
+# it and are filtered by native_stderr.py. Set before anything imports TensorFlow.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

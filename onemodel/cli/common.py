@@ -10,12 +10,23 @@ import sys
 from absl import app
 from absl import flags
 
+from onemodel.cli import native_stderr
 from onemodel.errors import UserError
 
 FLAGS = flags.FLAGS
 
 
+def start_tensorflow():
+  """Imports TensorFlow and lets it find its devices (CUDA's probe) with its start-up
+  notices filtered (`native_stderr`). Every command calls it before anything else
+  touches TensorFlow; later calls cost nothing."""
+  with native_stderr.filtered():
+    import tensorflow as tf
+    tf.config.list_physical_devices()
+
+
 def define_dir_flags():
+  start_tensorflow()
   from onemodel import data as data_lib
   flags.DEFINE_string("data_dir", data_lib.default_data_dir(),
                       "Prepared TFDS data and vocabularies (env ONEMODEL_DATA_DIR).")
@@ -152,6 +163,7 @@ def run(main):
     if not FLAGS["verbosity"].present:  # TFDS and TF are chatty at INFO.
       absl_logging.set_verbosity(absl_logging.WARNING)
     hide_expected_warnings()
+    start_tensorflow()
     try:
       import tensorflow_datasets as tfds
       tfds.disable_progress_bar()
