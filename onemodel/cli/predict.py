@@ -65,10 +65,7 @@ def main(argv):
     sys.exit(f"{prog}: error: --saved_model {FLAGS.saved_model} is not a directory")
   if not paths:
     sys.exit(f"{prog}: error: give input files or directories after the flags")
-  from onemodel.cli import native_stderr
-  with native_stderr.filtered():  # TensorFlow's start-up notices
-    import tensorflow as tf
-    tf.config.list_physical_devices()
+  import tensorflow as tf
   import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
   try:
     loaded = tf.saved_model.load(FLAGS.saved_model)
