@@ -11,8 +11,9 @@ for _m in pkgutil.iter_modules(__path__):
   if _m.name != "base":
     importlib.import_module(f"{__name__}.{_m.name}")
 
-from onemodel.adapters import image as _image  # noqa: E402  (imported by the loop above)
-from onemodel.adapters import speech as _speech  # noqa: E402
+# The two whose settings the model carries (loaded by the loop above).
+_image = importlib.import_module(f"{__name__}.image")
+_speech = importlib.import_module(f"{__name__}.speech")
 
 
 @dataclasses.dataclass(frozen=True)

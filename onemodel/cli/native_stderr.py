@@ -1,4 +1,4 @@
-"""TensorFlow's start-up notices on stderr, filtered (issue #15: quiet by default).
+"""TensorFlow's start-up notices on stderr, filtered: a command is quiet by default.
 
 While TensorFlow loads and finds its devices, its C++ code writes straight to file
 descriptor 2, before absl logging is set up and whatever TF_CPP_MIN_LOG_LEVEL says: a
