@@ -17,7 +17,6 @@ uninterrupted run (tests/test_resume.py).
 """
 
 import os
-import time
 from typing import Optional
 
 import tensorflow as tf
@@ -49,17 +48,6 @@ __all__ = ["Trainer", "TrainConfig", "Progress"]
 
 STAT_KEYS = ("loss_sum", "tokens", "examples", "enc_tokens", "dec_tokens", "enc_attn",
              "dec_attn", "cross_attn")
-WAIT_FOR_CHIEF_S = 1800
-
-
-def _wait_until_prepared(problem, data_dir, timeout_s=WAIT_FOR_CHIEF_S):
-  """Non-chief workers wait for the chief to prepare the data (shared filesystem)."""
-  deadline = time.time() + timeout_s
-  while not data_lib.is_prepared(problem, data_dir):
-    if time.time() > deadline:
-      raise UserError(f"problem {problem.name} was not prepared in {data_dir} by the "
-                      "chief; run onemodel-prepare first")
-    time.sleep(2)
 
 
 class Trainer:
@@ -91,9 +79,9 @@ class Trainer:
       if self.is_chief and training:
         data_lib.prepare(p, data_dir, manual_dir)
       elif not self.is_chief:
-        _wait_until_prepared(p, data_dir)
+        data_lib.wait_until_prepared(p, data_dir)
     self.vocabs, vocab_keys = data_lib.get_vocabs(
-        self.problems, data_dir, wait_s=0 if self.is_chief else WAIT_FOR_CHIEF_S)
+        self.problems, data_dir, wait_s=0 if self.is_chief else data_lib.WAIT_FOR_CHIEF_S)
     self.vocab = self.vocabs[self.problem.name]
     self.sampler = None
     if self.mixture:

@@ -5,6 +5,8 @@ import dataclasses
 import importlib
 import pkgutil
 
+import gin
+
 from onemodel.adapters.base import MODALITIES, Modality  # noqa: F401
 
 for _m in pkgutil.iter_modules(__path__):
@@ -14,6 +16,12 @@ for _m in pkgutil.iter_modules(__path__):
 # The two whose settings the model carries (loaded by the loop above).
 _image = importlib.import_module(f"{__name__}.image")
 _speech = importlib.import_module(f"{__name__}.speech")
+
+# gin binds `ImageConfig.patch_size = 8`, `SpeechConfig.num_mels = 40`, ... through
+# separate configurables that build the plain dataclasses: the classes themselves are
+# never wrapped, so library code constructing or replacing one cannot read gin.
+_GIN = {"image": gin.external_configurable(_image.ImageConfig, "ImageConfig"),
+        "speech": gin.external_configurable(_speech.SpeechConfig, "SpeechConfig")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +37,7 @@ class ModalityConfigs:
   @classmethod
   def from_gin(cls) -> "ModalityConfigs":
     """The settings as gin binds them (`ImageConfig.patch_size = 8`, ...)."""
-    return cls(image=_image.from_gin(), speech=_speech.from_gin())
+    return cls(**{name: configurable() for name, configurable in _GIN.items()})
 
 
 def get_modality(name: str) -> Modality:

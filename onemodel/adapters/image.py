@@ -9,7 +9,6 @@ small data such as MNIST."""
 import dataclasses
 from typing import Optional
 
-import gin
 import keras
 import tensorflow as tf
 
@@ -19,24 +18,13 @@ from onemodel.adapters import base
 @dataclasses.dataclass(frozen=True)
 class ImageConfig:
   """The model-wide image settings, a plain value: `ImageConfig()` is the defaults below,
-  whatever gin binds; `from_gin()` (called at the edges only) reads the bindings."""
+  whatever gin binds; `adapters.ModalityConfigs.from_gin()` (at the edges only) reads
+  the bindings."""
   patch_size: int = 4
   stem: str = "patch"  # 'patch' (one strided conv) or 'conv' (3x3 convs, same stride)
   stem_channels: int = 64
   # Training-time random translation by up to this many pixels (pad + random crop).
   random_shift: int = 0
-
-
-# gin binds `ImageConfig.patch_size = 8` etc. as before, through a separate configurable
-# (it builds a plain `ImageConfig`): the class itself is never wrapped, so library code
-# constructing or replacing one cannot read gin.
-_GinImageConfig = gin.external_configurable(ImageConfig, "ImageConfig")
-
-
-def from_gin() -> ImageConfig:
-  """The settings as gin binds them. For the edges (command line, trainer construction,
-  the testing kit): see `adapters.ModalityConfigs.from_gin`."""
-  return _GinImageConfig()
 
 
 def own_config(modality_cfg) -> ImageConfig:

@@ -7,7 +7,6 @@ Features are computed in tf.data (so they can be cached); the layer sees
 import dataclasses
 from typing import Optional
 
-import gin
 import keras
 import tensorflow as tf
 
@@ -18,8 +17,8 @@ from onemodel.errors import UserError
 @dataclasses.dataclass(frozen=True)
 class SpeechConfig:
   """The model-wide speech settings, a plain value: `SpeechConfig()` is the defaults
-  below, whatever gin binds; `from_gin()` (called at the edges only) reads the
-  bindings. A problem's `FeatureSpec.front_end` overrides them for it (`settings`)."""
+  below, whatever gin binds; `adapters.ModalityConfigs.from_gin()` (at the edges only)
+  reads the bindings. A problem's `FeatureSpec.front_end` overrides them for it (`settings`)."""
   num_mels: int = 80
   frame_ms: float = 25.0
   hop_ms: float = 10.0
@@ -33,18 +32,6 @@ class SpeechConfig:
 # (lowest allowed value, type) of each per-problem front-end setting.
 _RANGES = {"num_mels": (1, int), "frame_ms": (1e-3, float), "hop_ms": (1e-3, float),
            "conv_channels": (1, int), "freq_mask": (0, int), "time_mask": (0, int)}
-
-
-# gin binds `SpeechConfig.num_mels = 40` etc. as before, through a separate configurable
-# (it builds a plain `SpeechConfig`): the class itself is never wrapped, so library code
-# constructing or replacing one (`settings`) cannot read gin.
-_GinSpeechConfig = gin.external_configurable(SpeechConfig, "SpeechConfig")
-
-
-def from_gin() -> SpeechConfig:
-  """The settings as gin binds them. For the edges (command line, trainer construction,
-  the testing kit): see `adapters.ModalityConfigs.from_gin`."""
-  return _GinSpeechConfig()
 
 
 def own_config(modality_cfg) -> SpeechConfig:
