@@ -9,7 +9,6 @@ never TFDS's retry loop (about 205 s without a network, measured).
 import functools
 import logging
 import os
-import time
 from typing import Dict, Optional
 
 import tensorflow as tf
@@ -39,20 +38,6 @@ def builder(problem, data_dir: str):
 def is_prepared(problem, data_dir: str) -> bool:
   b = builder(problem, data_dir)
   return tf.io.gfile.exists(os.path.join(b.data_dir, "dataset_info.json"))
-
-
-# How long a non-chief worker waits for the chief to prepare a problem's data.
-WAIT_FOR_CHIEF_S = 1800
-
-
-def wait_until_prepared(problem, data_dir, timeout_s=WAIT_FOR_CHIEF_S):
-  """Non-chief workers wait for the chief to prepare the data (shared filesystem)."""
-  deadline = time.time() + timeout_s
-  while not is_prepared(problem, data_dir):
-    if time.time() > deadline:
-      raise UserError(f"problem {problem.name} was not prepared in {data_dir} by the "
-                      "chief; run onemodel-prepare first")
-    time.sleep(2)
 
 
 def prepare(problem, data_dir: str, manual_dir: str, download: bool = False) -> None:

@@ -11,6 +11,7 @@ is written against `tf.distribute.Strategy`; only parameter-server training need
 import json
 import os
 import socket
+import time
 from typing import Optional
 
 import tensorflow as tf
@@ -157,3 +158,17 @@ def serve_if_server_task(name: str) -> bool:
         flush=True)
   server.join()
   return True
+
+
+# How long a non-chief worker waits for the chief (data preparation, vocabularies).
+WAIT_FOR_CHIEF_S = 1800
+
+
+def wait_for_chief(ready, what: str, timeout_s: float = WAIT_FOR_CHIEF_S):
+  """Non-chief workers poll `ready()` until the chief has made `what` on the shared
+  filesystem; past `timeout_s` a UserError says what is missing."""
+  deadline = time.time() + timeout_s
+  while not ready():
+    if time.time() > deadline:
+      raise UserError(f"{what} by the chief; run onemodel-prepare first")
+    time.sleep(2)

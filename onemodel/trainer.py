@@ -79,9 +79,10 @@ class Trainer:
       if self.is_chief and training:
         data_lib.prepare(p, data_dir, manual_dir)
       elif not self.is_chief:
-        data_lib.wait_until_prepared(p, data_dir)
+        distribute.wait_for_chief(lambda p=p: data_lib.is_prepared(p, data_dir),
+                                  f"problem {p.name} was not prepared in {data_dir}")
     self.vocabs, vocab_keys = data_lib.get_vocabs(
-        self.problems, data_dir, wait_s=0 if self.is_chief else data_lib.WAIT_FOR_CHIEF_S)
+        self.problems, data_dir, wait_s=0 if self.is_chief else distribute.WAIT_FOR_CHIEF_S)
     self.vocab = self.vocabs[self.problem.name]
     self.sampler = None
     if self.mixture:

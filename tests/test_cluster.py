@@ -202,3 +202,18 @@ def test_parameter_server_tolerates_a_lost_worker(tmp_path, data_dir, manual_dir
   assert "worker 1 exited" in out and "restarting it" in out
   assert "[chief 0] step 300/300" in out
   assert tf.train.latest_checkpoint(str(out_dir / "checkpoints")).endswith("ckpt-300")
+
+
+def test_wait_for_chief_polls_then_names_what_is_missing(monkeypatch):
+  """A non-chief worker polls until the chief's files exist; past its timeout it stops
+  with one line naming what is missing (not a hang)."""
+  from onemodel import distribute
+  from onemodel.errors import UserError
+  monkeypatch.setattr(distribute.time, "sleep", lambda s: None)
+  polls = iter([False, False, True])
+  distribute.wait_for_chief(lambda: next(polls), "x", timeout_s=60)
+  assert next(polls, "used up") == "used up"  # it polled until ready, then stopped
+  with pytest.raises(UserError, match="^problem p was not prepared in /d by the chief; "
+                     "run onemodel-prepare first$"):
+    distribute.wait_for_chief(lambda: False, "problem p was not prepared in /d",
+                              timeout_s=0)
