@@ -45,12 +45,16 @@ class RunDir:
   def join(self, *names) -> str:
     return os.path.join(self.path, *names)
 
-  def check_writable(self) -> None:
-    """Fails early, with the directory's name, if the output dir is not writable."""
+  def check_writable(self, probe_dir: str = "") -> None:
+    """Fails early, with the directory's name, if the output dir is not writable. A
+    non-chief worker probes its own `probe_dir` under it: all workers probing one file
+    in OUTPUT_DIR raced (one removed the other's probe, or the chief's cleanup removed a
+    worker's half-written one), failing a multi-worker start now and then."""
+    probe = os.path.join(probe_dir or self.path, f".write_probe-{os.getpid()}")
     try:
-      tf.io.gfile.makedirs(self.path)
-      fileio.atomic_write_text(self.join(".write_probe"), "ok")
-      tf.io.gfile.remove(self.join(".write_probe"))
+      tf.io.gfile.makedirs(os.path.dirname(probe))
+      fileio.atomic_write_text(probe, "ok")
+      tf.io.gfile.remove(probe)
     except (OSError, tf.errors.OpError) as e:
       reason = getattr(e, "strerror", None) or getattr(e, "message", None) or e
       raise UserError(f"output dir {self.path} is not writable: {reason}") from e

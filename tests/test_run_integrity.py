@@ -186,3 +186,22 @@ def test_a_run_directory_on_a_non_local_filesystem(data_dir, manual_dir):
   assert not tf.io.gfile.exists(f"{out}/.lock")
   fresh = trainer_lib.Trainer(out, data_dir, manual_dir, cfg=cfg, training=False)
   assert fresh.restore().endswith("ckpt-4")
+
+
+def test_workers_probe_the_output_dir_without_racing(tmp_path, monkeypatch):
+  """All workers of a cluster check the output dir at once. Each probes a file of its
+  own, a non-chief inside its scratch dir, where the chief's cleanup of temp files never
+  looks. Before, all probed one OUTPUT_DIR/.write_probe: 4 of 6 two-worker starts failed
+  with 'not writable' as one worker removed the other's probe."""
+  from onemodel import fileio
+  from onemodel import rundir
+  written, write = [], fileio.atomic_write_text
+  monkeypatch.setattr(fileio, "atomic_write_text",
+                      lambda path, text: (written.append(path), write(path, text))[1])
+  out = str(tmp_path / "run")
+  rundir.RunDir(out, is_chief=True).check_writable()
+  scratch = os.path.join(out, ".worker_scratch", "worker_1")
+  rundir.RunDir(out, is_chief=False).check_writable(scratch)
+  assert [os.path.dirname(p) for p in written] == [out, scratch]
+  assert all(os.path.basename(p).endswith(f"-{os.getpid()}") for p in written)
+  assert os.listdir(out) == [".worker_scratch"] and os.listdir(scratch) == []
