@@ -88,8 +88,12 @@ def parse_gin(files, params, finalize=True):
 def hide_expected_warnings():
   """Each problem's evaluator traces its own functions (and the last, smaller batch
   traces once more): expected, so TensorFlow's "triggered tf.function retracing"
-  warning, printed twice (its own handler and absl's), is not shown."""
-  logging.getLogger("tensorflow").addFilter(_DropMessages("", "tf.function retracing"))
+  warning, printed twice (its own handler and absl's), is not shown. Nor is the
+  deprecation of `PreemptionCheckpointHandler.total_run_calls`: TensorFlow's own handler
+  reads that attribute when it saves on a preemption, not onemodel."""
+  tf_logger = logging.getLogger("tensorflow")
+  tf_logger.addFilter(_DropMessages("", "tf.function retracing"))
+  tf_logger.addFilter(_DropMessages("", "PreemptionCheckpointHandler.total_run_calls"))
 
 
 class _DropMessages(logging.Filter):
@@ -100,7 +104,10 @@ class _DropMessages(logging.Filter):
     self.prefix, self.part = prefix, part
 
   def filter(self, record):
-    msg = str(record.msg)
+    try:
+      msg = record.getMessage()  # with its arguments (TensorFlow's deprecations use them)
+    except (TypeError, ValueError):
+      msg = str(record.msg)
     return not (msg.startswith(self.prefix) and self.part in msg)
 
 

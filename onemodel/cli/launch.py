@@ -9,8 +9,10 @@ parameter_server; a 'chief' coordinator process plus workers and parameter serve
 Each process gets its own TF_CONFIG; its output is streamed with a `[worker 1]` prefix.
 When a process fails, every process started is stopped (and with --max_restarts the whole
 cluster is started again, resuming from the last checkpoint); under parameter-server
-training a failed worker is restarted alone while the coordinator carries on. Ctrl-C
-stops everything."""
+training a failed worker is restarted alone while the coordinator carries on. SIGTERM
+to a worker (a preemption) makes every worker save at one step and exit; the launcher
+then exits 143 and the same command resumes. SIGTERM or Ctrl-C to the launcher itself
+passes SIGTERM on to every task and gives them time to save."""
 
 import json
 import os
@@ -80,22 +82,46 @@ class Proc:
       sys.stdout.write(f"[{self.name}] {line}")
       sys.stdout.flush()
 
-  def stop(self):
-    if self.p.poll() is None:
-      try:
-        os.killpg(self.p.pid, signal.SIGTERM)
-      except ProcessLookupError:
-        return
-      try:
-        self.p.wait(timeout=5)
-      except subprocess.TimeoutExpired:
-        os.killpg(self.p.pid, signal.SIGKILL)
-        self.p.wait()
+  def signal(self, signum) -> None:
+    try:
+      os.killpg(self.p.pid, signum)
+    except ProcessLookupError:
+      pass
+
+
+# onemodel-train's exit status after SIGTERM once its checkpoint is saved (128 + 15).
+PREEMPTED = 143
+# How long workers get to finish a preemption save before they are killed; a scheduler's
+# grace period is often 30 s (Kubernetes' default terminationGracePeriodSeconds).
+SAVE_GRACE_S = 25.0
+
+
+def stop_all(procs, grace_s: float) -> None:
+  """SIGTERM to every running task at once (under multi-worker training the save after
+  SIGTERM is collective, so all must be alive for it), then SIGKILL after `grace_s`."""
+  for pr in procs:
+    if pr.p.poll() is None:
+      pr.signal(signal.SIGTERM)
+  deadline = time.time() + grace_s
+  for pr in procs:
+    try:
+      pr.p.wait(timeout=max(deadline - time.time(), 0.1))
+    except subprocess.TimeoutExpired:
+      pr.signal(signal.SIGKILL)
+      pr.p.wait()
+
+
+def wait_all(procs, timeout_s: float) -> None:
+  deadline = time.time() + timeout_s
+  while time.time() < deadline and any(pr.p.poll() is None for pr in procs):
+    time.sleep(0.2)
 
 
 def run_cluster(cluster, train_args, strategy, is_async, restarts_left):
-  """-> exit code of one cluster run (0 when training finished)."""
+  """-> exit code of one cluster run (0 when training finished, PREEMPTED when the
+  workers saved on SIGTERM)."""
   procs = [Proc(k, i, cluster, train_args, strategy) for k, i in tasks(cluster)]
+  grace = 5.0  # a failed task: the others may wait on it in a collective forever
   try:
     while True:
       time.sleep(0.2)
@@ -109,6 +135,13 @@ def run_cluster(cluster, train_args, strategy, is_async, restarts_left):
           if all(q.p.poll() == 0 for q in procs):
             return 0
           continue
+        if not is_async and rc == PREEMPTED:
+          # TensorFlow's PreemptionCheckpointHandler: every worker saves at one agreed
+          # step, then exits; let the others finish writing instead of stopping them.
+          wait_all(procs, SAVE_GRACE_S)
+          print(f"[{PROG}] {pr.name} was preempted (SIGTERM) after the workers saved",
+                flush=True)
+          return PREEMPTED
         if is_async and pr.kind == "worker" and restarts_left[0] > 0:
           restarts_left[0] -= 1
           print(f"[{PROG}] {pr.name} exited with {rc}; restarting it "
@@ -117,9 +150,11 @@ def run_cluster(cluster, train_args, strategy, is_async, restarts_left):
           continue
         print(f"[{PROG}] {pr.name} exited with {rc}; stopping the cluster", flush=True)
         return rc or 1
+  except KeyboardInterrupt:  # SIGTERM or Ctrl-C to the launcher: the tasks save first
+    grace = SAVE_GRACE_S
+    raise
   finally:
-    for pr in procs:
-      pr.stop()
+    stop_all(procs, grace)
 
 
 def main(argv):
@@ -145,6 +180,10 @@ def main(argv):
       if rc == 0:
         print(f"[{PROG}] done", flush=True)
         return
+      if rc == PREEMPTED:  # not a failure: the machines go away, the checkpoint stays
+        print(f"{PROG}: preempted; every worker saved its checkpoint; run the same "
+              "command again to resume", file=sys.stderr, flush=True)
+        sys.exit(PREEMPTED)
       if restarts_left[0] <= 0:
         sys.exit(f"{PROG}: error: a task failed (exit {rc}); every process was stopped")
       restarts_left[0] -= 1
