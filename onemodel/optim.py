@@ -1,4 +1,9 @@
-"""Keras optimizers with warmup + decay schedules, configured by gin.
+"""Keras optimizers with warmup + decay schedules, built from plain config values.
+
+`OptimizerConfig` and `ScheduleConfig` are frozen dataclasses: library code builds from
+the values it is given. gin binds them under their old names (`optimizer.name`,
+`learning_rate_schedule.learning_rate`) and `from_gin()` reads those bindings at the
+edges only (the command line, trainer construction), as t5x keeps gin out of its core.
 
 Large-batch training:
 - optimizers 'lamb' (keras.optimizers.Lamb, You et al. 2019, arXiv:1904.00962),
@@ -15,10 +20,12 @@ Example (gin): a rate of 1e-3 tuned at batch 256, run at 32 x 8 accumulation ste
   learning_rate_schedule.learning_rate = 1e-3
   learning_rate_schedule.scale_rule = 'linear'
   learning_rate_schedule.reference_batch = 256
-and the trainer passes `effective_batch=32 * 8` to `optimizer(...)`.
+and the trainer passes `effective_batch=32 * 8` to `make_optimizer(...)`.
 """
 
+import dataclasses
 import math
+from typing import Tuple
 
 import gin
 import keras
@@ -70,34 +77,44 @@ def scaled_learning_rate(base_lr: float, effective_batch: int, reference_batch: 
   return float(base_lr) * (ratio if rule == "linear" else math.sqrt(ratio))
 
 
-@gin.configurable
-def learning_rate_schedule(total_steps: int, learning_rate: float = 1e-3,
-                           warmup_steps: int = 500, decay: str = "cosine",
-                           final_fraction: float = 0.05, scale_rule: str = "none",
-                           reference_batch: int = 0, effective_batch: int = 0,
-                           warmup_start: str = "zero"):
-  """decay: 'cosine' (to final_fraction x peak at total_steps), 'rsqrt' or 'constant'.
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig:
+  """The learning-rate schedule (gin: `learning_rate_schedule.<field>`).
 
+  decay: 'cosine' (to final_fraction x peak at the last step), 'rsqrt' or 'constant'.
   scale_rule 'linear'/'sqrt': `learning_rate` is the base rate at `reference_batch`
   examples per update; the peak is `scaled_learning_rate(learning_rate, effective_batch,
-  reference_batch, scale_rule)`, where `effective_batch` (batch x accumulation steps) is
-  passed by the trainer. 'none' (default): `learning_rate` is the peak.
+  reference_batch, scale_rule)`, where the effective batch (batch x accumulation steps)
+  comes from the trainer. 'none' (default): `learning_rate` is the peak.
   warmup_start: 'zero' (default) ramps linearly from 0 to the peak over `warmup_steps`;
   'base' ramps from the unscaled `learning_rate` (Goyal et al.'s gradual warmup)."""
-  peak = scaled_learning_rate(learning_rate, effective_batch, reference_batch, scale_rule)
-  if warmup_start not in ("zero", "base"):
-    raise UserError(f"gin binding learning_rate_schedule.warmup_start={warmup_start!r}: "
-                    "use 'zero' or 'base'")
-  start = float(learning_rate) if warmup_start == "base" else 0.0
-  warmup_steps = min(warmup_steps, max(total_steps - 1, 1))
-  if decay == "rsqrt":
+  learning_rate: float = 1e-3
+  warmup_steps: int = 500
+  decay: str = "cosine"
+  final_fraction: float = 0.05
+  scale_rule: str = "none"
+  reference_batch: int = 0
+  warmup_start: str = "zero"
+
+
+def make_schedule(total_steps: int, cfg: ScheduleConfig = ScheduleConfig(),
+                  effective_batch: int = 0):
+  """`cfg` over `total_steps` -> a Keras LearningRateSchedule."""
+  peak = scaled_learning_rate(cfg.learning_rate, effective_batch, cfg.reference_batch,
+                              cfg.scale_rule)
+  if cfg.warmup_start not in ("zero", "base"):
+    raise UserError(f"gin binding learning_rate_schedule.warmup_start="
+                    f"{cfg.warmup_start!r}: use 'zero' or 'base'")
+  start = float(cfg.learning_rate) if cfg.warmup_start == "base" else 0.0
+  warmup_steps = min(cfg.warmup_steps, max(total_steps - 1, 1))
+  if cfg.decay == "rsqrt":
     return WarmupRsqrt(peak, warmup_steps, start)
-  if decay in ("cosine", "constant"):
+  if cfg.decay in ("cosine", "constant"):
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=start, decay_steps=max(total_steps - warmup_steps, 1),
-        alpha=1.0 if decay == "constant" else final_fraction,
+        alpha=1.0 if cfg.decay == "constant" else cfg.final_fraction,
         warmup_target=peak, warmup_steps=warmup_steps)
-  raise UserError(f"gin binding learning_rate_schedule.decay={decay!r}: use 'cosine', "
+  raise UserError(f"gin binding learning_rate_schedule.decay={cfg.decay!r}: use 'cosine', "
                   "'rsqrt' or 'constant'")
 
 
@@ -165,43 +182,65 @@ class Lars(keras.optimizers.Optimizer):
 OPTIMIZERS = ("adamw", "adam", "sgd", "lamb", "lars", "adafactor")
 
 
-@gin.configurable
-def optimizer(total_steps: int, name: str = "adamw", weight_decay: float = 0.01,
-              beta_1: float = 0.9, beta_2: float = 0.98, epsilon: float = 1e-9,
-              clipnorm: float = 1.0, lars_eta: float = 0.001,
-              effective_batch: int = 0):
-  """A Keras optimizer. `clipnorm` (global-norm clipping) is applied by the trainer, not
-  by Keras: under MirroredStrategy Keras clips each replica's partial gradient before
-  summing them, which is not the global gradient's norm.
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  """The optimizer (gin: `optimizer.<field>`). `clipnorm` (global-norm clipping) is
+  applied by the trainer, not by Keras: under MirroredStrategy Keras clips each replica's
+  partial gradient before summing them, which is not the global gradient's norm.
 
   name: 'adamw', 'adam', 'sgd' (momentum beta_1), 'lamb' (keras.optimizers.Lamb: Adam
   moments with the trust ratio |w| / |m_hat / (sqrt(v_hat) + eps)| per variable; its
   `weight_decay` is Keras' decoupled decay, applied outside the trust ratio), 'lars'
   (`Lars`: momentum beta_1, trust coefficient `lars_eta`, `weight_decay` inside the trust
   ratio as in the paper), 'adafactor' (keras.optimizers.Adafactor with the schedule's rate;
-  beta_1/beta_2/epsilon unused). `effective_batch` (per-update batch incl. gradient
-  accumulation) feeds the learning-rate scaling rule; see `learning_rate_schedule`."""
-  lr = learning_rate_schedule(total_steps, effective_batch=effective_batch)
-  clip = {}
-  if name == "adamw":
-    opt = keras.optimizers.AdamW(lr, weight_decay=weight_decay, beta_1=beta_1,
-                                  beta_2=beta_2, epsilon=epsilon, **clip)
-  elif name == "adam":
-    opt = keras.optimizers.Adam(lr, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, **clip)
-  elif name == "sgd":
-    opt = keras.optimizers.SGD(lr, momentum=beta_1, **clip)
-  elif name == "lamb":
-    opt = keras.optimizers.Lamb(lr, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-                                weight_decay=weight_decay or None)
-  elif name == "lars":
-    opt = Lars(lr, momentum=beta_1, weight_decay_rate=weight_decay, eta=lars_eta)
-  elif name == "adafactor":
+  beta_1/beta_2/epsilon unused)."""
+  name: str = "adamw"
+  weight_decay: float = 0.01
+  beta_1: float = 0.9
+  beta_2: float = 0.98
+  epsilon: float = 1e-9
+  clipnorm: float = 1.0
+  lars_eta: float = 0.001
+
+
+def make_optimizer(total_steps: int, cfg: OptimizerConfig = OptimizerConfig(),
+                   schedule: ScheduleConfig = ScheduleConfig(), effective_batch: int = 0):
+  """-> (Keras optimizer on `schedule`, clipnorm). `effective_batch` (per-update batch
+  incl. gradient accumulation) feeds the schedule's learning-rate scaling rule."""
+  lr = make_schedule(total_steps, schedule, effective_batch)
+  if cfg.name == "adamw":
+    opt = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay, beta_1=cfg.beta_1,
+                                  beta_2=cfg.beta_2, epsilon=cfg.epsilon)
+  elif cfg.name == "adam":
+    opt = keras.optimizers.Adam(lr, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
+                                epsilon=cfg.epsilon)
+  elif cfg.name == "sgd":
+    opt = keras.optimizers.SGD(lr, momentum=cfg.beta_1)
+  elif cfg.name == "lamb":
+    opt = keras.optimizers.Lamb(lr, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
+                                epsilon=cfg.epsilon, weight_decay=cfg.weight_decay or None)
+  elif cfg.name == "lars":
+    opt = Lars(lr, momentum=cfg.beta_1, weight_decay_rate=cfg.weight_decay,
+               eta=cfg.lars_eta)
+  elif cfg.name == "adafactor":
     opt = keras.optimizers.Adafactor(lr, relative_step=False,
-                                     weight_decay=weight_decay or None)
+                                     weight_decay=cfg.weight_decay or None)
   else:
-    raise UserError(f"gin binding optimizer.name={name!r}: use one of "
+    raise UserError(f"gin binding optimizer.name={cfg.name!r}: use one of "
                     + ", ".join(repr(n) for n in OPTIMIZERS))
-  return opt, clipnorm
+  return opt, cfg.clipnorm
+
+
+# The gin names of the functions these configs replace, so existing configs still bind.
+_GIN_OPTIMIZER = gin.external_configurable(OptimizerConfig, "optimizer",
+                                           module="onemodel.optim")
+_GIN_SCHEDULE = gin.external_configurable(ScheduleConfig, "learning_rate_schedule",
+                                          module="onemodel.optim")
+
+
+def from_gin() -> Tuple[OptimizerConfig, ScheduleConfig]:
+  """The optimizer and schedule as gin binds them (for the edges only)."""
+  return _GIN_OPTIMIZER(), _GIN_SCHEDULE()
 
 
 def clip_global_gradient(grads, clipnorm: float):

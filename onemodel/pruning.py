@@ -16,7 +16,7 @@ Masks are non-trainable tf.Variables owned by the `Pruner` (a tf.Module), so
 `tf.train.Checkpoint(..., pruner=pruner)` saves and restores them.
 
 Trainer usage (see `Pruner`):
-    pruner = pruning.maybe_pruner(model.backbone)   # after variables exist, before restore
+    pruner = pruning.maybe_pruner(model.backbone, cfg)  # after variables exist, before restore
     checkpoint.pruner = pruner                      # if pruner is not None
     # each step, after optimizer.apply_gradients (cross-replica context, e.g. in the
     # train loop right after strategy.run(step_fn)):
@@ -32,10 +32,11 @@ import keras
 import tensorflow as tf
 
 
-@gin.configurable
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class PruningConfig:
-  """target_sparsity 0 (default) switches pruning off."""
+  """target_sparsity 0 (default) switches pruning off. A plain value: gin binds it under
+  the same name (`PruningConfig.target_sparsity`) and `from_gin()` reads that at the
+  edges only."""
   target_sparsity: float = 0.0
   begin_step: int = 0
   end_step: int = 1000
@@ -45,6 +46,7 @@ class PruningConfig:
   block_norm: str = "l2"           # 'l2' or 'l1' (ranking of blocks)
 
   def __post_init__(self):
+    object.__setattr__(self, "block_shape", tuple(self.block_shape))  # gin gives lists
     if self.target_sparsity and \
         not 0.0 <= self.initial_sparsity <= self.target_sparsity < 1.0:
       raise ValueError("need 0 <= initial_sparsity <= target_sparsity < 1, got "
@@ -206,7 +208,15 @@ class Pruner(tf.Module):
     return report
 
 
+_GIN = gin.external_configurable(PruningConfig, "PruningConfig", module="onemodel.pruning")
+
+
+def from_gin() -> PruningConfig:
+  """The pruning settings as gin binds them (for the edges only)."""
+  return _GIN()
+
+
 def maybe_pruner(layer, cfg: Optional[PruningConfig] = None) -> Optional[Pruner]:
-  """A Pruner for `layer` if gin's PruningConfig.target_sparsity > 0, else None."""
+  """A Pruner for `layer` if cfg.target_sparsity > 0, else None."""
   cfg = cfg or PruningConfig()
   return Pruner(layer, cfg) if cfg.target_sparsity > 0 else None

@@ -6,8 +6,9 @@ modules: the per-replica step (train_step.py), the cadence of logs, saves and
 evaluations (controller.py), the run directory (rundir.py), checkpoints (checkpoints.py),
 signals (interrupts.py), the research instruments (hooks.py) and parameter-server
 training (async_training.py). Configuration arrives as values (`TrainConfig`,
-`BackboneConfig`, `adapters.ModalityConfigs`) read by the command line; the trainer reads
-gin only for a value its caller did not pass.
+`BackboneConfig`, `adapters.ModalityConfigs`) read by the command line; construction is
+the other edge: it reads gin for those its caller did not pass and for the optimizer,
+schedule, pruning, precision and decoding, then hands values down.
 
 Exact resume: the checkpoint holds the model, the optimizer, the step, every problem's
 input iterator (its position, shuffle buffer and per-example augmentation seeds; see
@@ -90,7 +91,7 @@ class Trainer:
           self.mixture, [p.name for p in self.problems],
           [data_lib.train_size(p, data_dir) for p in self.problems], self.cfg.seed)
     self._evaluators = {}
-    precision.apply()  # gin: precision.policy ('float32' or 'mixed_bfloat16')
+    precision.apply(precision.from_gin())  # 'float32' or 'mixed_bfloat16'
     tf.keras.utils.set_random_seed(self.cfg.seed)
     backbone_cfg = backbone_cfg or backbone_lib.BackboneConfig()
     # Trainer construction is an edge: gin's image/speech bindings are read here once,
@@ -163,15 +164,15 @@ class Trainer:
   def _build_training_state(self):
     cfg, k = self.cfg, self.cfg.grad_accum_steps
     with self.strategy.scope():
-      self.optimizer, self.clipnorm = optim.optimizer(cfg.train_steps,
-                                                      effective_batch=cfg.batch_size * k)
+      self.optimizer, self.clipnorm = optim.make_optimizer(
+          cfg.train_steps, *optim.from_gin(), effective_batch=cfg.batch_size * k)
       if hasattr(self.optimizer, "exclude_from_weight_decay"):
         # By object: Keras 3 variable *names* are bare ('gamma', 'kernel').
         self.optimizer.exclude_from_weight_decay(var_list=[
             v for v in self.model.trainable_variables
             if len(v.shape) < 2 or v.path.endswith("_pos") or "norm" in v.path])
       self.optimizer.build(self.model.trainable_variables)
-      self.pruner = pruning.maybe_pruner(self.model)
+      self.pruner = pruning.maybe_pruner(self.model, pruning.from_gin())
       # Parameter-server training: how many updates the variables have seen, to measure
       # gradient staleness (updates applied between reading and updating the weights).
       self.version = tf.Variable(0, dtype=tf.int64, trainable=False, name="version")
@@ -287,7 +288,7 @@ class Trainer:
   def train(self, config_text: str = "", operative_config=lambda: ""):
     """Trains to cfg.train_steps, resuming the run's latest checkpoint; evaluates at the
     end. `config_text` becomes OUTPUT_DIR/config.gin once the restore has succeeded."""
-    self.run_dir.check_writable()
+    self.run_dir.check_writable("" if self.is_chief else self.keeper.directory)
     self.run_dir.lock()
     try:
       return self._train(config_text, operative_config)

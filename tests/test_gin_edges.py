@@ -1,11 +1,15 @@
 """gin is read at the edges only (issue #12): the command line, trainer construction and
 the testing kit resolve `ImageConfig` / `SpeechConfig` into `adapters.ModalityConfigs`;
 the adapters, the input pipeline and the model take those values and never read gin.
-Likewise `DecodeConfig` (`decoding.from_gin()` at the edges, evaluation takes a value)."""
+Likewise `DecodeConfig` (`decoding.from_gin()` at the edges, evaluation takes a value),
+and the optimizer, its learning-rate schedule, pruning and precision (`optim.from_gin()`,
+`pruning.from_gin()`, `precision.from_gin()`; the builders take values)."""
 
 import os
 
 import gin
+import keras
+import pytest
 import numpy as np
 import tensorflow as tf
 
@@ -15,7 +19,10 @@ from onemodel import data as data_lib
 from onemodel import decoding
 from onemodel import evaluation
 from onemodel import model as model_lib
+from onemodel import optim
+from onemodel import precision
 from onemodel import problem as problem_lib
+from onemodel import pruning
 from onemodel import trainer as trainer_lib
 from onemodel.adapters import image
 from onemodel.adapters import speech
@@ -133,3 +140,38 @@ def test_trainer_resolves_gin_and_hands_it_down(tmp_path, data_dir, manual_dir,
   assert len(seen) == 4 and all(s == want for s in seen), seen
   assert decode_cfgs == [decoding.DecodeConfig(method="beam", beam_size=2),
                          decoding.DecodeConfig()], decode_cfgs
+
+
+def test_optimizer_schedule_pruning_precision_read_no_gin():
+  """The builders use the values they are given (here: the defaults), whatever gin binds
+  (before, `optim.optimizer`, `pruning.maybe_pruner` and `precision.apply` read gin)."""
+  gin.parse_config([f"optimizer.{k} = @gin_edges_unreadable()" for k in ("name", "clipnorm")]
+                   + [f"learning_rate_schedule.{k} = @gin_edges_unreadable()"
+                      for k in ("learning_rate", "warmup_steps")]
+                   + ["PruningConfig.target_sparsity = @gin_edges_unreadable()",
+                      "precision.policy = @gin_edges_unreadable()"])
+  opt, clipnorm = optim.make_optimizer(100)
+  assert isinstance(opt, keras.optimizers.AdamW) and clipnorm == 1.0
+  assert float(optim.make_schedule(1000)(500)) == pytest.approx(1e-3)  # default peak
+  assert pruning.maybe_pruner(None) is None  # default target_sparsity 0: off
+  try:
+    assert precision.apply() == "float32"
+  finally:
+    precision.reset()
+
+
+def test_trainer_resolves_optimizer_and_pruning_bindings(tmp_path, data_dir, manual_dir):
+  """Trainer construction reads the optimizer, schedule and pruning bindings once."""
+  gin.parse_config_files_and_bindings([os.path.join(ROOT, "gin/models/tiny.gin")], [
+      "TrainConfig.problem = 'mnist'", "TrainConfig.train_steps = 10",
+      "optimizer.name = 'sgd'", "optimizer.clipnorm = 0.5",
+      "learning_rate_schedule.learning_rate = 0.25",
+      "learning_rate_schedule.decay = 'constant'", "learning_rate_schedule.warmup_steps = 1",
+      "PruningConfig.target_sparsity = 0.5", "PruningConfig.end_step = 8",
+      "PruningConfig.frequency = 2"])
+  t = trainer_lib.Trainer(str(tmp_path), data_dir, manual_dir)
+  gin.clear_config()
+  assert isinstance(t.optimizer, keras.optimizers.SGD) and t.clipnorm == 0.5
+  assert float(t.optimizer._learning_rate(5)) == pytest.approx(0.25)  # the schedule
+  assert t.pruner is not None and t.pruner.cfg == pruning.PruningConfig(
+      target_sparsity=0.5, end_step=8, frequency=2)

@@ -96,7 +96,7 @@ def test_lars_zero_weight_ratio_is_one():
 def test_named_optimizers_train_in_a_tf_function(name, cls):
   gin.bind_parameter("optimizer.name", name)
   gin.bind_parameter("learning_rate_schedule.warmup_steps", 1)
-  opt, clipnorm = optim.optimizer(10)
+  opt, clipnorm = optim.make_optimizer(10, *optim.from_gin())
   assert isinstance(opt, cls) and clipnorm == 1.0
   dense = keras.layers.Dense(3, name="d")
   norm = keras.layers.LayerNormalization(name="norm")
@@ -121,7 +121,7 @@ def test_named_optimizers_train_in_a_tf_function(name, cls):
 def test_unknown_optimizer_is_a_user_error():
   gin.bind_parameter("optimizer.name", "lion")
   with pytest.raises(UserError, match="lamb"):
-    optim.optimizer(10)
+    optim.make_optimizer(10, *optim.from_gin())
 
 
 # --- learning-rate scaling rule -----------------------------------------------------
@@ -139,17 +139,17 @@ def test_scaled_learning_rate_rules():
 
 @pytest.mark.parametrize("decay", ["cosine", "constant", "rsqrt"])
 def test_schedule_scales_peak_and_warms_up_from_base(decay):
-  sched = optim.learning_rate_schedule(1000, learning_rate=1e-3, warmup_steps=100,
-                                       decay=decay, scale_rule="linear",
-                                       reference_batch=256, effective_batch=1024,
-                                       warmup_start="base")
+  sched = optim.make_schedule(1000, optim.ScheduleConfig(
+      learning_rate=1e-3, warmup_steps=100, decay=decay, scale_rule="linear",
+      reference_batch=256, warmup_start="base"), effective_batch=1024)
   assert float(sched(0)) == pytest.approx(1e-3, rel=0.05)     # gradual warmup from base
   assert float(sched(100)) == pytest.approx(4e-3, rel=0.01)   # the scaled peak
   assert float(sched(50)) == pytest.approx(2.5e-3, rel=0.05)  # linear in between
 
 
 def test_schedule_default_is_unchanged():
-  sched = optim.learning_rate_schedule(1000, learning_rate=1e-3, warmup_steps=100)
+  sched = optim.make_schedule(1000, optim.ScheduleConfig(learning_rate=1e-3,
+                                                         warmup_steps=100))
   assert float(sched(0)) == pytest.approx(0.0, abs=1e-9)
   assert float(sched(100)) == pytest.approx(1e-3, rel=1e-4)
   r = optim.WarmupRsqrt(1e-3, 100)
@@ -163,10 +163,11 @@ def test_optimizer_passes_effective_batch_to_the_schedule():
   gin.bind_parameter("learning_rate_schedule.reference_batch", 64)
   gin.bind_parameter("learning_rate_schedule.learning_rate", 1e-3)
   gin.bind_parameter("learning_rate_schedule.warmup_steps", 10)
-  opt, _ = optim.optimizer(100, effective_batch=32 * 8)
+  opt_cfg, schedule = optim.from_gin()
+  opt, _ = optim.make_optimizer(100, opt_cfg, schedule, effective_batch=32 * 8)
   assert float(opt._learning_rate(10)) == pytest.approx(4e-3, rel=1e-3)  # peak x 4
   with pytest.raises(UserError):
-    optim.optimizer(100)  # scale rule without an effective batch
+    optim.make_optimizer(100, opt_cfg, schedule)  # scale rule without an effective batch
 
 
 # --- gradient noise scale -------------------------------------------------------------

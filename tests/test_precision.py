@@ -58,11 +58,11 @@ def _loss(model, batch):
 
 def test_gin_selects_the_policy(policy_reset):
   gin.parse_config("precision.policy = 'mixed_bfloat16'")
-  assert precision.apply() == "mixed_bfloat16"
+  assert precision.apply(precision.from_gin()) == "mixed_bfloat16"
   assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
   gin.parse_config("precision.policy = 'float16'")
   with pytest.raises(UserError, match=r"precision\.policy='float16'"):
-    precision.apply()
+    precision.from_gin()
 
 
 def test_bf16_step_trains_and_matches_float32_loss(policy_reset):
