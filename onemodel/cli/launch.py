@@ -135,12 +135,12 @@ def run_cluster(cluster, train_args, strategy, is_async, restarts_left):
           if all(q.p.poll() == 0 for q in procs):
             return 0
           continue
-        if not is_async and rc == PREEMPTED:
-          # TensorFlow's PreemptionCheckpointHandler: every worker saves at one agreed
-          # step, then exits; let the others finish writing instead of stopping them.
-          wait_all(procs, SAVE_GRACE_S)
-          print(f"[{PROG}] {pr.name} was preempted (SIGTERM) after the workers saved",
-                flush=True)
+        if rc == PREEMPTED and (not is_async or pr.kind == "chief"):
+          # Multi-worker: TensorFlow's PreemptionCheckpointHandler makes every worker
+          # save at one agreed step, then exit; let the others finish writing instead of
+          # stopping them. Parameter-server: the coordinator saved before exiting.
+          wait_all(procs if not is_async else [], SAVE_GRACE_S)
+          print(f"[{PROG}] {pr.name} was preempted (SIGTERM) after saving", flush=True)
           return PREEMPTED
         if is_async and pr.kind == "worker" and restarts_left[0] > 0:
           restarts_left[0] -= 1
@@ -149,7 +149,7 @@ def run_cluster(cluster, train_args, strategy, is_async, restarts_left):
           procs[procs.index(pr)] = Proc(pr.kind, pr.index, cluster, train_args, strategy)
           continue
         print(f"[{PROG}] {pr.name} exited with {rc}; stopping the cluster", flush=True)
-        return rc or 1
+        return 1 if rc == PREEMPTED else rc or 1  # a server task saves nothing
   except KeyboardInterrupt:  # SIGTERM or Ctrl-C to the launcher: the tasks save first
     grace = SAVE_GRACE_S
     raise
@@ -181,8 +181,8 @@ def main(argv):
         print(f"[{PROG}] done", flush=True)
         return
       if rc == PREEMPTED:  # not a failure: the machines go away, the checkpoint stays
-        print(f"{PROG}: preempted; every worker saved its checkpoint; run the same "
-              "command again to resume", file=sys.stderr, flush=True)
+        print(f"{PROG}: preempted; the checkpoint of the step reached is saved; run the "
+              "same command again to resume", file=sys.stderr, flush=True)
         sys.exit(PREEMPTED)
       if restarts_left[0] <= 0:
         sys.exit(f"{PROG}: error: a task failed (exit {rc}); every process was stopped")
