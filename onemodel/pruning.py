@@ -16,8 +16,8 @@ Masks are non-trainable tf.Variables owned by the `Pruner` (a tf.Module), so
 `tf.train.Checkpoint(..., pruner=pruner)` saves and restores them.
 
 Trainer usage (see `Pruner`):
-    pruner = pruning.maybe_pruner(model.backbone, cfg)  # after variables exist, before restore
-    checkpoint.pruner = pruner                      # if pruner is not None
+    pruner = pruning.maybe_pruner(model.backbone, cfg)  # after variables exist,
+    checkpoint.pruner = pruner                          # before restore; if not None
     # each step, after optimizer.apply_gradients (cross-replica context, e.g. in the
     # train loop right after strategy.run(step_fn)):
     pruner.update(step)   # recompute masks when the schedule says so (tf.cond inside)

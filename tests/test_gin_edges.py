@@ -9,8 +9,8 @@ import os
 
 import gin
 import keras
-import pytest
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from conftest import ROOT

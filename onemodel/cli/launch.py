@@ -139,7 +139,8 @@ def run_cluster(cluster, train_args, strategy, is_async, restarts_left):
           # Multi-worker: TensorFlow's PreemptionCheckpointHandler makes every worker
           # save at one agreed step, then exit; let the others finish writing instead of
           # stopping them. Parameter-server: the coordinator saved before exiting.
-          wait_all(procs if not is_async else [], SAVE_GRACE_S)
+          if not is_async:
+            wait_all(procs, SAVE_GRACE_S)
           print(f"[{PROG}] {pr.name} was preempted (SIGTERM) after saving", flush=True)
           return PREEMPTED
         if is_async and pr.kind == "worker" and restarts_left[0] > 0:
