@@ -60,8 +60,15 @@ def train(name, gin_files, params, output_root, manual_dir, data_dir):
 
 
 def _write_record(output_root, record):
-  with open(os.path.join(output_root, f"{record['name']}.run.json"), "w") as f:
-    json.dump(record, f, indent=1)
+  write_json(os.path.join(output_root, f"{record['name']}.run.json"), record)
+
+
+def write_json(path, obj):
+  """Writes JSON whole or not at all (temporary file, then rename)."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=1)
+  os.replace(tmp, path)
 
 
 def reused(name, output_root):

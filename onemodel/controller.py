@@ -72,7 +72,10 @@ class Controller:
         self.log_scalars(step, loss, rate, {**extra, **scalars})
       if step % cfg.checkpoint_every_steps == 0 or step == cfg.train_steps:
         self.save(step)
-      if evals and step % cfg.eval_every_steps == 0 and step != cfg.train_steps:
+      # The last step is evaluated too (a validation curve ends where training ends),
+      # unless the final evaluation reads that very split anyway.
+      if evals and step % cfg.eval_every_steps == 0 and (
+          step != cfg.train_steps or cfg.final_eval_role != cfg.eval_role):
         self.evaluate(step)
       if self.interrupts is not None:
         self.interrupts.check(step)

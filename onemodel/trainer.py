@@ -18,6 +18,7 @@ uninterrupted run (tests/test_resume.py).
 """
 
 import os
+import time
 from typing import Optional
 
 import tensorflow as tf
@@ -268,7 +269,7 @@ class Trainer:
       self.run_dir.write_json(name, {"problem": p.name,
                                      "mixture": self.name if self.mixture else None,
                                      "split": role, "step": step, "tag": tag,
-                                     "metrics": results})
+                                     "time": time.time(), "metrics": results})
       out[p.name] = results
     return out if self.mixture else out[self.problem.name]
 

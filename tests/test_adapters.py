@@ -93,3 +93,40 @@ def test_conv_stem_rounds_up_odd_sizes():
   x, _ = layer({"": tf.zeros([2, 28, 28, 1], tf.uint8)})
   assert x.shape == (2, 16, 16)  # 28 -> 14 -> 7 -> 4: a 4x4 grid
   assert len(layer.stem) == 3
+
+
+def test_conv_stem_batch_norm_normalizes_in_training_and_uses_moving_stats_after():
+  """The batch-normalized stem: same grid, no conv bias (the norm's offset replaces
+  it), batch statistics in training (which move the moving averages) and the moving
+  averages at inference (which leaves them alone)."""
+  spec = problem_lib.FeatureSpec("image", shape=(28, 28, 1))
+  cfg = adapters.ModalityConfigs(image=adapters.image.ImageConfig(
+      stem="conv", patch_size=8, stem_batch_norm=True))
+  layer = adapters.get_modality("image").input_layer(spec, 0, 16, modality_cfg=cfg)
+  images = tf.random.stateless_uniform([4, 28, 28, 1], [1, 2], 0, 256, tf.int32)
+  x, _ = layer({"": tf.cast(images, tf.uint8)}, training=True)
+  assert x.shape == (4, 16, 16)
+  assert len(layer.stem) == len(layer.stem_norms) == 3
+  assert all(conv.bias is None for conv in layer.stem)
+  norm = layer.stem_norms[0]
+  assert {w.path.split("/")[-1] for w in norm.weights} == {
+      "gamma", "beta", "moving_mean", "moving_variance"}
+  assert np.abs(norm.moving_mean.numpy()).max() > 0  # moved from its zero start
+  first = layer.stem[0](tf.cast(images, tf.float32) / 127.5 - 1.0)
+  trained = norm(first, training=True).numpy()  # batch statistics: mean ~0 per channel
+  assert np.abs(trained.mean(axis=(0, 1, 2))).max() < 1e-4
+  before = norm.moving_mean.numpy()
+  layer({"": tf.cast(images, tf.uint8)}, training=False)
+  np.testing.assert_array_equal(norm.moving_mean.numpy(), before)
+
+
+def test_conv_stem_without_batch_norm_keeps_its_variable_paths():
+  """Checkpoints of runs before the option restore: the plain stem's convs keep their
+  biases and names, and no norm layer is made."""
+  spec = problem_lib.FeatureSpec("image", shape=(28, 28, 1))
+  layer = adapters.get_modality("image").input_layer(spec, 0, 16,
+                                                     modality_cfg=_conv_stem(8))
+  layer({"": tf.zeros([2, 28, 28, 1], tf.uint8)})
+  assert layer.stem_norms == []
+  assert [conv.name for conv in layer.stem] == ["stem_0", "stem_1", "stem_2"]
+  assert all(conv.bias is not None for conv in layer.stem)

@@ -142,7 +142,8 @@ def test_cadence_is_exact_whatever_steps_per_loop(tmp_path, data_dir, manual_dir
 def test_mirrored_resume_equals_uninterrupted(tmp_path, data_dir, manual_dir):
   """Two replicas (two logical CPUs): the input iterator is checkpointed, so a run
   stopped at step 4 (as SIGTERM stops it) and resumed by a new trainer reproduces an
-  uninterrupted 8-step run."""
+  uninterrupted 8-step run. The image stem is batch-normalized: its moving averages
+  (state outside the optimizer) are updated per replica and must resume too."""
   import sys
   import textwrap
   script = textwrap.dedent(f"""
@@ -153,7 +154,9 @@ def test_mirrored_resume_equals_uninterrupted(tmp_path, data_dir, manual_dir):
       from onemodel import interrupts, registry, trainer
       from onemodel.cli import common
       registry.load_plugins()
-      common.parse_gin(['gin/models/tiny.gin'], ['ImageConfig.random_shift=2'])
+      common.parse_gin(['gin/models/tiny.gin'], ['ImageConfig.random_shift=2',
+                       "ImageConfig.stem='conv'", 'ImageConfig.patch_size=4',
+                       'ImageConfig.stem_batch_norm=True'])
       check = interrupts.Interrupts.check
       def run(out, stop_at=None):
         def stop(self, step):  # a SIGTERM that arrives during steps 3-4
@@ -181,4 +184,6 @@ def test_mirrored_resume_equals_uninterrupted(tmp_path, data_dir, manual_dir):
   assert "STOPPED stopped by SIGTERM at step 4" in proc.stdout, proc.stdout
   assert "resumed from" in proc.stdout and "at step 4" in proc.stdout
   assert "fresh shuffle" not in proc.stdout
-  assert _max_diff(_weights(str(tmp_path / "a"), 8), _weights(str(tmp_path / "b"), 8)) == 0
+  a, b = _weights(str(tmp_path / "a"), 8), _weights(str(tmp_path / "b"), 8)
+  assert any("stem_norm_0.Smoving_mean" in name for name in a)
+  assert _max_diff(a, b) == 0

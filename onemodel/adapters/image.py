@@ -25,6 +25,10 @@ class ImageConfig:
   stem_channels: int = 64
   # Training-time random translation by up to this many pixels (pad + random crop).
   random_shift: int = 0
+  # Batch normalization after each 'conv' stem convolution (as ResNet stems, Ioffe &
+  # Szegedy 2015, arXiv:1502.03167): MNIST reaches 99% validation accuracy in about
+  # 3 epochs with it instead of 4+ without (benchmarks/results/time_to_target.md).
+  stem_batch_norm: bool = False
 
 
 def own_config(modality_cfg) -> ImageConfig:
@@ -49,13 +53,16 @@ class PatchEmbedding(keras.layers.Layer):
       raise ValueError(f"image {height}x{width} is not divisible by patch_size {patch_size}")
     else:
       self.rows, self.cols = height // patch_size, width // patch_size
-    self.stem = []
+    self.stem, self.stem_norms = [], []
     if cfg.stem == "conv":
       stride = patch_size
       while stride > 1 and stride % 2 == 0:  # 3x3 stride-2 convs down to the patch grid
+        i = len(self.stem)
         self.stem.append(keras.layers.Conv2D(cfg.stem_channels, 3, strides=2, padding="same",
-                                             activation="gelu",
-                                             name=f"stem_{len(self.stem)}"))
+                                             use_bias=not cfg.stem_batch_norm,
+                                             name=f"stem_{i}"))
+        if cfg.stem_batch_norm:  # its offset replaces the conv's bias
+          self.stem_norms.append(keras.layers.BatchNormalization(name=f"stem_norm_{i}"))
         stride //= 2
       self.proj = keras.layers.Conv2D(model_dim, stride, strides=stride, name="proj")
     elif cfg.stem == "patch":
@@ -73,8 +80,11 @@ class PatchEmbedding(keras.layers.Layer):
 
   def call(self, feats, training=False):
     x = tf.cast(feats[""], tf.float32) / 127.5 - 1.0        # [B, H, W, C] in [-1, 1]
-    for conv in self.stem:                                  # [B, H/2, W/2, C], ...
+    for i, conv in enumerate(self.stem):                    # [B, H/2, W/2, C], ...
       x = conv(x)
+      if self.stem_norms:
+        x = self.stem_norms[i](x, training=training)
+      x = keras.activations.gelu(x)
     x = self.proj(x) + self.row_pos + self.col_pos          # [B, H/p, W/p, D]
     b, d = tf.shape(x)[0], x.shape[-1]
     x = tf.reshape(x, [b, self.rows * self.cols, d])        # [B, N, D]

@@ -1,0 +1,40 @@
+"""The controller's cadence, without TensorFlow: which steps are saved and evaluated."""
+
+from onemodel import controller as controller_lib
+from onemodel.train_config import TrainConfig
+
+
+class _Runner:
+  max_chunk = 3
+
+  def run(self, step, num_steps):
+    return [(0, {"loss_sum": 1.0 * num_steps, "tokens": 2.0 * num_steps})]
+
+
+class _Progress:
+  def add(self, stats, index):
+    pass
+
+  def update(self, step, loss, shown):
+    return 1.0, {}
+
+
+def _evaluated_steps(**cfg):
+  evaluated, saved = [], []
+  cfg = TrainConfig(problem="mnist", train_steps=8, log_every_steps=2,
+                    checkpoint_every_steps=4, eval_every_steps=4, **cfg)
+  ctl = controller_lib.Controller(cfg, _Runner(), [], _Progress(), saved.append,
+                                  evaluated.append, lambda *a: None)
+  assert ctl.run(0)[0] == 8
+  assert saved == [4, 8]
+  return evaluated
+
+
+def test_the_last_step_is_evaluated_on_the_validation_split_too():
+  """A validation curve (time to target, model selection) ends where training ends."""
+  assert _evaluated_steps(eval_role="eval", final_eval_role="test") == [4, 8]
+  assert _evaluated_steps(eval_role="eval", final_eval_role="") == [4, 8]
+
+
+def test_the_last_step_is_not_evaluated_twice_on_one_split():
+  assert _evaluated_steps(eval_role="eval", final_eval_role="eval") == [4]
