@@ -48,6 +48,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+import runlib  # benchmarks/runlib.py: stdlib only, no onemodel import
+
 PEERS = ("mnist_convnet", "babygpt")
 DEFAULT_BUDGET_MINUTES = {"mnist_convnet": 15.0, "babygpt": 8.0}
 
@@ -326,16 +328,6 @@ def trainable_params(model):
   return int(sum(np.prod(v.shape) for v in model.trainable_weights))
 
 
-def write_json(path, obj):
-  """Atomically: a reader never sees a half-written file."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
-    f.write("\n")
-  os.replace(tmp, path)
-
-
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--peer", required=True, choices=PEERS)
@@ -370,7 +362,7 @@ def main():
       "command": shlex.join([sys.executable] + sys.argv),
   }
   out["total_wall_s"] = round(time.time() - args.t0, 3)
-  write_json(args.out, out)
+  runlib.write_json(args.out, out)
   print(f"{args.peer}: best {out['best']}, test {out['test']}, first at target "
         f"{out['first_at_target']}, total {out['total_wall_s']:.1f}s -> {args.out}",
         flush=True)
