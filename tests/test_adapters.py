@@ -37,6 +37,23 @@ def test_speech_subsampler_mask_matches_length():
   np.testing.assert_array_equal(mask.numpy().sum(1), [10, 3])
 
 
+def test_speech_subsampler_batch_norm_trains_its_statistics_only_in_training():
+  layer = speech.Subsampler(16, speech.SpeechConfig(num_mels=8, conv_channels=4,
+                                                    conv_batch_norm=True))
+  feats = {"": tf.random.normal([2, 40, 8]) + 3.0, "length": tf.constant([40, 10])}
+  x, _ = layer(feats, training=True)
+  assert x.shape == (2, 10, 16)
+  assert len(layer.norms) == 2 and layer.conv1.bias is None and layer.conv2.bias is None
+  moved = [norm.moving_mean.numpy() for norm in layer.norms]
+  assert all(np.abs(m).max() > 0 for m in moved)  # moved from their zero start
+  layer(feats, training=False)
+  for norm, before in zip(layer.norms, moved):
+    np.testing.assert_array_equal(norm.moving_mean.numpy(), before)
+  plain = speech.Subsampler(16, speech.SpeechConfig(num_mels=8, conv_channels=4))
+  plain(feats)
+  assert plain.norms == [] and plain.conv1.bias is not None  # old checkpoints restore
+
+
 def test_image_patches_and_shift_augmentation():
   spec = problem_lib.FeatureSpec("image", shape=(28, 28, 1))
   mod = adapters.get_modality("image")

@@ -27,6 +27,9 @@ class SpeechConfig:
   # mask of up to this many mel bins and one time mask of up to this many frames.
   freq_mask: int = 0
   time_mask: int = 0
+  # Batch normalization after each subsampling convolution (as the image stem's
+  # ImageConfig.stem_batch_norm).
+  conv_batch_norm: bool = False
 
 
 # (lowest allowed value, type) of each per-problem front-end setting.
@@ -85,11 +88,14 @@ class Subsampler(keras.layers.Layer):
 
   def __init__(self, model_dim, cfg: SpeechConfig, **kwargs):
     super().__init__(**kwargs)
-    c = cfg.conv_channels
-    self.conv1 = keras.layers.Conv2D(c, 3, strides=2, padding="same", activation="gelu",
+    c, bn = cfg.conv_channels, cfg.conv_batch_norm
+    self.conv1 = keras.layers.Conv2D(c, 3, strides=2, padding="same", use_bias=not bn,
                                      name="conv1")
-    self.conv2 = keras.layers.Conv2D(c, 3, strides=2, padding="same", activation="gelu",
+    self.conv2 = keras.layers.Conv2D(c, 3, strides=2, padding="same", use_bias=not bn,
                                      name="conv2")
+    # The norms' offsets replace the convs' biases.
+    self.norms = [keras.layers.BatchNormalization(name=f"norm{i}") for i in (1, 2)] \
+        if bn else []
     self.proj = keras.layers.Dense(model_dim, name="proj")
     self.model_dim = model_dim
 
@@ -98,7 +104,11 @@ class Subsampler(keras.layers.Layer):
 
   def call(self, feats, training=False):
     x = feats[""][..., tf.newaxis]                      # [B, F, M, 1]
-    x = self.conv2(self.conv1(x))                       # [B, F/4, M/4, C]
+    for i, conv in enumerate((self.conv1, self.conv2)):  # [B, F/2, M/2, C], [B, F/4, M/4, C]
+      x = conv(x)
+      if self.norms:
+        x = self.norms[i](x, training=training)
+      x = keras.activations.gelu(x)
     b, f = tf.shape(x)[0], tf.shape(x)[1]
     x = tf.reshape(x, [b, f, x.shape[2] * x.shape[3]])  # [B, F/4, M/4*C]
     x = self.proj(x)
