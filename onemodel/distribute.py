@@ -49,6 +49,24 @@ def local_replicas(strategy) -> int:
   return strategy.num_replicas_in_sync // max(worker_count(strategy), 1)
 
 
+def xla_step_problem(strategy) -> str:
+  """Why a train step cannot compile with XLA under `strategy` ('' if it can).
+
+  XLA compiles no collectives for CPU devices ("Collectives are not yet implemented for
+  CPU devices when compiling with XLA", TensorFlow b/194942685), and the step
+  all-reduces the token count and the gradients across replicas. Under parameter-server
+  training the step reads variables placed on the servers, which a compiled step on a
+  worker cannot ("Trying to access resource ... located in device /job:ps", XLA's known
+  issues: tf.Variable on a different device)."""
+  if isinstance(strategy, tf.distribute.ParameterServerStrategy):
+    return "parameter-server training reads remote variables in the step"
+  if strategy.num_replicas_in_sync > 1 and any(
+      "CPU" in d.upper() for d in strategy.extended.worker_devices):
+    return (f"XLA has no collectives on CPU devices ({strategy.num_replicas_in_sync} "
+            "CPU replicas)")
+  return ""
+
+
 def worker_count(strategy) -> int:
   if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
     return strategy.extended._num_workers  # pylint: disable=protected-access

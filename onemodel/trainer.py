@@ -75,6 +75,13 @@ class Trainer:
     self.strategy = strategy or tf.distribute.OneDeviceStrategy(distribute.default_device())
     self.is_chief = distribute.is_chief()
     self.is_async = isinstance(self.strategy, tf.distribute.ParameterServerStrategy)
+    # A recipe tuned with XLA on one device still runs on a CPU cluster, without it.
+    self.jit_compile = self.cfg.jit_compile
+    why_not = distribute.xla_step_problem(self.strategy) if self.jit_compile else ""
+    if why_not and training:
+      self.jit_compile = False
+      print(f"onemodel: note: TrainConfig.jit_compile=True is ignored here: {why_not}; "
+            "the train step runs without XLA", flush=True)
     self.run_dir = rundir_lib.RunDir(output_dir, self.is_chief)
     self._check_problems()
     for p in self.problems:
@@ -200,7 +207,7 @@ class Trainer:
         self.model, self.optimizer, p.name, grad_accum_steps=self.cfg.grad_accum_steps,
         label_smoothing=self._setting(p.name, "label_smoothing"), clipnorm=self.clipnorm,
         use_moe="moe_dropped" in self.stat_keys, measure_noise=self.cfg.noise_scale,
-        jit_compile=self.cfg.jit_compile)
+        jit_compile=self.jit_compile)
 
   def dataset(self, ctx: tf.distribute.InputContext, problem, shard=None):
     """One input pipeline's training batches of `problem` (per replica)."""

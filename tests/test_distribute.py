@@ -3,6 +3,7 @@
 import json
 import socket
 import time
+import types
 
 import pytest
 
@@ -58,3 +59,21 @@ def test_tpu_grpc_address_with_nothing_listening_fails_fast():
   with pytest.raises(UserError, match="nothing answers"):
     distribute.get_strategy("tpu", tpu=f"grpc://127.0.0.1:{port}")
   assert time.time() - t0 < 10
+
+
+def _fake_strategy(replicas, device):
+  devices = tuple(f"/job:worker/replica:0/task:{i}/device:{device}:0" for i in range(replicas))
+  return types.SimpleNamespace(num_replicas_in_sync=replicas,
+                               extended=types.SimpleNamespace(worker_devices=devices))
+
+
+def test_xla_step_is_refused_only_where_it_cannot_compile():
+  """XLA has no CPU collectives: a recipe with jit_compile runs on a CPU cluster without
+  it (the launcher's 2-worker run of gin/experiments/mnist.gin failed with
+  'Collectives are not yet implemented for CPU devices when compiling with XLA')."""
+  import tensorflow as tf
+  assert distribute.xla_step_problem(tf.distribute.OneDeviceStrategy("/cpu:0")) == ""
+  assert distribute.xla_step_problem(_fake_strategy(1, "CPU")) == ""
+  assert distribute.xla_step_problem(_fake_strategy(8, "TPU")) == ""
+  assert distribute.xla_step_problem(_fake_strategy(2, "GPU")) == ""
+  assert "no collectives on CPU" in distribute.xla_step_problem(_fake_strategy(2, "CPU"))
