@@ -36,6 +36,7 @@ import gin
 import tensorflow as tf
 
 import peer_lib
+import runlib
 from onemodel import data as data_lib
 from onemodel import registry
 from onemodel import trainer as trainer_lib
@@ -130,7 +131,7 @@ def main():
   rows = []
   for name in args.problems.split(","):
     gin.clear_config()
-    common.parse_gin([os.path.join(ROOT, "gin", "experiments", f"{name}.gin")], [],
+    common.parse_gin([runlib.base_recipe(name)], [],
                      finalize=False)
     cfg = trainer_lib.TrainConfig()
     cfg.report_mfu, cfg.steps_per_loop = False, args.steps_per_loop

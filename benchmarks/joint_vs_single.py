@@ -89,7 +89,7 @@ def experiment_setting(problem, binding, default=None):
 
 
 def experiment_file(problem):
-  return os.path.join(ROOT, "gin", "experiments", f"{problem}.gin")
+  return runlib.base_recipe(problem)
 
 
 def warmup(steps, fraction):

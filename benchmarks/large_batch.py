@@ -119,7 +119,7 @@ def main():
   ap.add_argument("--skip", default="", help="comma list of finished runs to reuse")
   ap.add_argument("--smoke", action="store_true", help="tiny model, few steps, 32 eval examples")
   args = ap.parse_args()
-  gin_files = [os.path.join(ROOT, "gin", "experiments", f"{args.problem}.gin"),
+  gin_files = [runlib.base_recipe(args.problem),
                os.path.join(ROOT, "gin", "models", f"{args.model}.gin")]
   common = [f"TrainConfig.batch_size = {args.batch}", "TrainConfig.log_every_steps = 10",
             "TrainConfig.checkpoint_every_steps = 100000", "TrainConfig.batch_tokens = 0"]

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 
+import runlib
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -30,7 +32,7 @@ BARS = {
 def run(problem, args):
   out = os.path.join(args.output_root, problem)
   cmd = [os.path.join(os.path.dirname(sys.executable), "onemodel-train"),
-         f"--gin_file={os.path.join(ROOT, 'gin', 'experiments', problem + '.gin')}",
+         f"--gin_file={runlib.base_recipe(problem)}",
          f"--output_dir={out}", f"--manual_dir={args.manual_dir}",
          f"--data_dir={args.data_dir}"] + [f"--gin_param={p}" for p in args.gin_param]
   log = os.path.join(args.output_root, f"{problem}.log")

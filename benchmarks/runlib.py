@@ -17,6 +17,16 @@ ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
 
 
+def base_recipe(problem):
+  """The problem's base-size experiment file: gin/experiments/PROBLEM_base.gin where the
+  problem's own PROBLEM.gin is a minutes recipe with a backbone of its own (mnist, fsdd),
+  else PROBLEM.gin. The base-size benchmarks (quality bars, joint vs single, large batch)
+  read these, so their figures stay comparable with the ones measured before."""
+  base = os.path.join(ROOT, "gin", "experiments", f"{problem}_base.gin")
+  return base if os.path.exists(base) else \
+      os.path.join(ROOT, "gin", "experiments", f"{problem}.gin")
+
+
 def train_command(gin_files, params, output_dir, manual_dir, data_dir):
   """The trainer command line. `python -m onemodel.cli.train` run from ROOT (with ROOT
   first on PYTHONPATH, see `train`) trains with this checkout's code, not with whichever

@@ -74,8 +74,10 @@ class Controller:
         self.save(step)
       # The last step is evaluated too (a validation curve ends where training ends),
       # unless the final evaluation reads that very split anyway.
-      if evals and step % cfg.eval_every_steps == 0 and (
-          step != cfg.train_steps or cfg.final_eval_role != cfg.eval_role):
+      if step == cfg.train_steps:
+        if evals and cfg.final_eval_role != cfg.eval_role:
+          self.evaluate(step)
+      elif evals and step % cfg.eval_every_steps == 0:
         self.evaluate(step)
       if self.interrupts is not None:
         self.interrupts.check(step)

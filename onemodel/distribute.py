@@ -60,8 +60,10 @@ def xla_step_problem(strategy) -> str:
   issues: tf.Variable on a different device)."""
   if isinstance(strategy, tf.distribute.ParameterServerStrategy):
     return "parameter-server training reads remote variables in the step"
-  if strategy.num_replicas_in_sync > 1 and any(
-      "CPU" in d.upper() for d in strategy.extended.worker_devices):
+  # A one-worker cluster still all-reduces (over a group of one).
+  collectives = strategy.num_replicas_in_sync > 1 or isinstance(
+      strategy, tf.distribute.MultiWorkerMirroredStrategy)
+  if collectives and any("CPU" in d.upper() for d in strategy.extended.worker_devices):
     return (f"XLA has no collectives on CPU devices ({strategy.num_replicas_in_sync} "
             "CPU replicas)")
   return ""

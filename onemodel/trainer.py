@@ -258,7 +258,7 @@ class Trainer:
     """Each problem's metrics on its `role` split -> {metric: value} for one problem,
     {problem: {metric: value}} for a mixture. Also printed, written to TensorBoard and
     to OUTPUT_DIR/metrics_ROLE[_TAG][_PROBLEM]_stepN.json."""
-    out = {}
+    out, started = {}, time.time()
     for p in self.problems:
       if p.name not in self._evaluators:  # compiled once, reused at every evaluation
         self._evaluators[p.name] = evaluation.Evaluator(
@@ -276,7 +276,8 @@ class Trainer:
       self.run_dir.write_json(name, {"problem": p.name,
                                      "mixture": self.name if self.mixture else None,
                                      "split": role, "step": step, "tag": tag,
-                                     "time": time.time(), "metrics": results})
+                                     "started": started, "time": time.time(),
+                                     "metrics": results})
       out[p.name] = results
     return out if self.mixture else out[self.problem.name]
 

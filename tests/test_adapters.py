@@ -145,5 +145,14 @@ def test_conv_stem_without_batch_norm_keeps_its_variable_paths():
                                                      modality_cfg=_conv_stem(8))
   layer({"": tf.zeros([2, 28, 28, 1], tf.uint8)})
   assert layer.stem_norms == []
-  assert [conv.name for conv in layer.stem] == ["stem_0", "stem_1", "stem_2"]
-  assert all(conv.bias is not None for conv in layer.stem)
+  assert sorted(w.path for w in layer.weights) == sorted(
+      [f"image_input/stem_{i}/{w}" for i in range(3) for w in ("kernel", "bias")] +
+      ["image_input/proj/kernel", "image_input/proj/bias", "image_input/row_pos",
+       "image_input/col_pos"])
+
+
+def test_batch_norm_needs_the_conv_stem():
+  spec = problem_lib.FeatureSpec("image", shape=(28, 28, 1))
+  cfg = adapters.ModalityConfigs(image=adapters.image.ImageConfig(stem_batch_norm=True))
+  with pytest.raises(ValueError, match="stem_batch_norm=True needs stem='conv'"):
+    adapters.get_modality("image").input_layer(spec, 0, 16, modality_cfg=cfg)

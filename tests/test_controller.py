@@ -19,14 +19,14 @@ class _Progress:
     return 1.0, {}
 
 
-def _evaluated_steps(**cfg):
+def _evaluated_steps(train_steps=8, start=0, **cfg):
   evaluated, saved = [], []
-  cfg = TrainConfig(problem="mnist", train_steps=8, log_every_steps=2,
+  cfg = TrainConfig(problem="mnist", train_steps=train_steps, log_every_steps=2,
                     checkpoint_every_steps=4, eval_every_steps=4, **cfg)
   ctl = controller_lib.Controller(cfg, _Runner(), [], _Progress(), saved.append,
                                   evaluated.append, lambda *a: None)
-  assert ctl.run(0)[0] == 8
-  assert saved == [4, 8]
+  assert ctl.run(start)[0] == train_steps
+  assert saved == [s for s in range(start + 1, train_steps) if s % 4 == 0] + [train_steps]
   return evaluated
 
 
@@ -34,6 +34,9 @@ def test_the_last_step_is_evaluated_on_the_validation_split_too():
   """A validation curve (time to target, model selection) ends where training ends."""
   assert _evaluated_steps(eval_role="eval", final_eval_role="test") == [4, 8]
   assert _evaluated_steps(eval_role="eval", final_eval_role="") == [4, 8]
+  # ... also when the cadence does not divide the steps, and in a resumed run.
+  assert _evaluated_steps(train_steps=10, eval_role="eval") == [4, 8, 10]
+  assert _evaluated_steps(train_steps=10, start=5, eval_role="eval") == [8, 10]
 
 
 def test_the_last_step_is_not_evaluated_twice_on_one_split():

@@ -77,3 +77,5 @@ def test_xla_step_is_refused_only_where_it_cannot_compile():
   assert distribute.xla_step_problem(_fake_strategy(8, "TPU")) == ""
   assert distribute.xla_step_problem(_fake_strategy(2, "GPU")) == ""
   assert "no collectives on CPU" in distribute.xla_step_problem(_fake_strategy(2, "CPU"))
+  parameter_server = object.__new__(tf.distribute.ParameterServerStrategy)
+  assert "parameter-server" in distribute.xla_step_problem(parameter_server)

@@ -26,8 +26,8 @@ class ImageConfig:
   # Training-time random translation by up to this many pixels (pad + random crop).
   random_shift: int = 0
   # Batch normalization after each 'conv' stem convolution (as ResNet stems, Ioffe &
-  # Szegedy 2015, arXiv:1502.03167): MNIST reaches 99% validation accuracy in about
-  # 3 epochs with it instead of 4+ without (benchmarks/results/time_to_target.md).
+  # Szegedy 2015, arXiv:1502.03167): on MNIST 98.96% validation accuracy after 3
+  # epochs with it, 98.64% after 4 without (one run each, gin/experiments/mnist.gin).
   stem_batch_norm: bool = False
 
 
@@ -42,6 +42,9 @@ class PatchEmbedding(keras.layers.Layer):
                cfg: Optional[ImageConfig] = None, **kwargs):
     super().__init__(**kwargs)
     cfg = cfg if cfg is not None else ImageConfig()
+    if cfg.stem_batch_norm and cfg.stem != "conv":
+      raise ValueError(f"ImageConfig.stem_batch_norm=True needs stem='conv' (got "
+                       f"{cfg.stem!r})")
     if cfg.stem == "conv":
       # 'same'-padded stride-2 convs halve (rounding up) while the stride is even, then a
       # 'valid' conv takes the odd rest: 28x28 at patch_size 8 gives a 4x4 grid.
