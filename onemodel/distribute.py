@@ -69,6 +69,17 @@ def xla_step_problem(strategy) -> str:
   return ""
 
 
+def step_jit_compile(strategy, wanted: bool) -> bool:
+  """Whether to compile the train step with XLA: `wanted` (TrainConfig.jit_compile)
+  where it compiles under `strategy`; elsewhere False, with one note, so that a recipe
+  tuned with XLA on one device still runs on a CPU cluster."""
+  why_not = xla_step_problem(strategy) if wanted else ""
+  if why_not:
+    print(f"onemodel: note: TrainConfig.jit_compile=True is ignored here: {why_not}; "
+          "the train step runs without XLA", flush=True)
+  return wanted and not why_not
+
+
 def worker_count(strategy) -> int:
   if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
     return strategy.extended._num_workers  # pylint: disable=protected-access

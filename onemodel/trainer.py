@@ -75,13 +75,8 @@ class Trainer:
     self.strategy = strategy or tf.distribute.OneDeviceStrategy(distribute.default_device())
     self.is_chief = distribute.is_chief()
     self.is_async = isinstance(self.strategy, tf.distribute.ParameterServerStrategy)
-    # A recipe tuned with XLA on one device still runs on a CPU cluster, without it.
-    self.jit_compile = self.cfg.jit_compile
-    why_not = distribute.xla_step_problem(self.strategy) if self.jit_compile else ""
-    if why_not and training:
-      self.jit_compile = False
-      print(f"onemodel: note: TrainConfig.jit_compile=True is ignored here: {why_not}; "
-            "the train step runs without XLA", flush=True)
+    self.jit_compile = distribute.step_jit_compile(self.strategy,
+                                                   self.cfg.jit_compile and training)
     self.run_dir = rundir_lib.RunDir(output_dir, self.is_chief)
     self._check_problems()
     for p in self.problems:
@@ -273,11 +268,10 @@ class Trainer:
             tf.summary.scalar(f"{p.name}/{role}/{k}", v, step=step)
       name = f"metrics_{role}{'_' + tag if tag else ''}" + \
           (f"_{p.name}" if self.mixture else "") + f"_step{step}.json"
-      self.run_dir.write_json(name, {"problem": p.name,
-                                     "mixture": self.name if self.mixture else None,
-                                     "split": role, "step": step, "tag": tag,
-                                     "started": started, "time": time.time(),
-                                     "metrics": results})
+      self.run_dir.write_json(name, {
+          "problem": p.name, "mixture": self.name if self.mixture else None, "split": role,
+          "step": step, "tag": tag, "started": started, "time": time.time(),
+          "metrics": results})
       out[p.name] = results
     return out if self.mixture else out[self.problem.name]
 
