@@ -96,6 +96,17 @@ def until_eos(ids):
   return tf.ragged.boolean_mask(ids, before_eos & tf.not_equal(ids, vocab_lib.PAD_ID))
 
 
+def conv_gelu_stack(x, convs, norms, training):
+  """Each convolution, then its batch norm (if `norms` is not empty), then GELU: the
+  image stem and the speech subsampler (a norm's offset replaces its conv's bias)."""
+  for i, conv in enumerate(convs):
+    x = conv(x)
+    if norms:
+      x = norms[i](x, training=training)
+    x = keras.activations.gelu(x)
+  return x
+
+
 def sinusoidal_positions(length, dim):
   """[length, dim] sine/cosine positions (Vaswani et al. 2017, section 3.5)."""
   pos = tf.cast(tf.range(length), tf.float32)[:, tf.newaxis]

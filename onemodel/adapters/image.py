@@ -83,11 +83,8 @@ class PatchEmbedding(keras.layers.Layer):
 
   def call(self, feats, training=False):
     x = tf.cast(feats[""], tf.float32) / 127.5 - 1.0        # [B, H, W, C] in [-1, 1]
-    for i, conv in enumerate(self.stem):                    # [B, H/2, W/2, C], ...
-      x = conv(x)
-      if self.stem_norms:
-        x = self.stem_norms[i](x, training=training)
-      x = keras.activations.gelu(x)
+    # [B, H/2, W/2, C], [B, H/4, W/4, C], ...
+    x = base.conv_gelu_stack(x, self.stem, self.stem_norms, training)
     x = self.proj(x) + self.row_pos + self.col_pos          # [B, H/p, W/p, D]
     b, d = tf.shape(x)[0], x.shape[-1]
     x = tf.reshape(x, [b, self.rows * self.cols, d])        # [B, N, D]

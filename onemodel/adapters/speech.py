@@ -104,11 +104,8 @@ class Subsampler(keras.layers.Layer):
 
   def call(self, feats, training=False):
     x = feats[""][..., tf.newaxis]                      # [B, F, M, 1]
-    for i, conv in enumerate((self.conv1, self.conv2)):  # [B, F/2, M/2, C], [B, F/4, M/4, C]
-      x = conv(x)
-      if self.norms:
-        x = self.norms[i](x, training=training)
-      x = keras.activations.gelu(x)
+    x = base.conv_gelu_stack(x, (self.conv1, self.conv2), self.norms,
+                             training)                  # [B, F/4, M/4, C]
     b, f = tf.shape(x)[0], tf.shape(x)[1]
     x = tf.reshape(x, [b, f, x.shape[2] * x.shape[3]])  # [B, F/4, M/4*C]
     x = self.proj(x)
