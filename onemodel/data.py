@@ -391,6 +391,8 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
     feats = example_features(problem, raw, vocab, training, seed, modality_cfg)
     if keep_raw:
       feats["targets_raw"] = raw["targets"]
+      if raw.get("inputs") is not None and raw["inputs"].dtype == tf.string:
+        feats["inputs_raw"] = raw["inputs"]  # source text, to show beside outputs
     return feats
 
   # Distributed input: every input pipeline featurizes only its own examples, and over

@@ -93,7 +93,7 @@ class Trainer:
       self.sampler = mixtures.Sampler(
           self.mixture, [p.name for p in self.problems],
           [data_lib.train_size(p, data_dir) for p in self.problems], self.cfg.seed)
-    self._evaluators = {}
+    self.evaluators = {}
     precision.apply(precision.from_gin())  # 'float32' or 'mixed_bfloat16'
     tf.keras.utils.set_random_seed(self.cfg.seed)
     backbone_cfg = backbone_cfg or backbone_lib.BackboneConfig()
@@ -255,11 +255,11 @@ class Trainer:
     to OUTPUT_DIR/metrics_ROLE[_TAG][_PROBLEM]_stepN.json."""
     out, started = {}, time.time()
     for p in self.problems:
-      if p.name not in self._evaluators:  # compiled once, reused at every evaluation
-        self._evaluators[p.name] = evaluation.Evaluator(
+      if p.name not in self.evaluators:  # compiled once, reused at every evaluation
+        self.evaluators[p.name] = evaluation.Evaluator(
             self.model, p, self.vocabs[p.name], self.data_dir, self.cfg.eval_batch_size,
             self.decode_cfg)
-      results = self._evaluators[p.name].evaluate(role, self.cfg.eval_max_examples)
+      results = self.evaluators[p.name].evaluate(role, self.cfg.eval_max_examples)
       shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(results.items()))
       print(f"eval {p.name} {role} @ step {step}: {shown}", flush=True)
       if writer is not None:

@@ -60,6 +60,10 @@ class Modality:
     """Decoded ids (Python list) -> the value the metric compares with references."""
     raise NotImplementedError
 
+  def display(self, value, spec) -> str:
+    """A postprocessed output or a reference, as shown to a reader."""
+    return str(value)
+
   def postprocess_tf(self, ids, spec, vocab):
     """In-graph postprocess for SavedModels: ids [N, T] (ending at EOS) -> [N] strings."""
     raise NotImplementedError

@@ -26,6 +26,9 @@ class Label(base.Modality):
     k = int(ids[0]) - vocab_lib.NUM_RESERVED if len(ids) else -1
     return k if 0 <= k < len(spec.class_names) else -1
 
+  def display(self, value, spec):
+    return spec.class_names[value] if 0 <= value < len(spec.class_names) else "(none)"
+
   def postprocess_tf(self, ids, spec, vocab):
     names = tf.constant(list(spec.class_names) + [""])
     k = ids[:, 0] - vocab_lib.NUM_RESERVED

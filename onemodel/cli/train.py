@@ -39,6 +39,9 @@ def main(argv):
   out = t.train(config_text=gin.config_str(), operative_config=gin.operative_config_str)
   if out["eval"] and len(t.problems) > 1:
     print(summary_table(t, out["eval"]), flush=True)
+  shown = examples_text(t) if out["eval"] else ""
+  if shown:
+    print(shown, flush=True)
 
 
 def summary_table(t, results) -> str:
@@ -50,6 +53,17 @@ def summary_table(t, results) -> str:
     rows.append((p.name, metric, f"{results[p.name][metric]:.4g}", str(int(n))))
   widths = [max(len(r[i]) for r in rows) for i in range(4)]
   return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def examples_text(t) -> str:
+  """The final evaluation's first examples of each problem: what the metrics mean."""
+  lines = [f"first {t.cfg.final_eval_role} examples:"]
+  for p in t.problems:
+    examples = t.evaluators[p.name].examples
+    for e in examples:
+      source = f"{e.source!r} -> " if e.source is not None else ""
+      lines.append(f"  {p.name}: {source}{e.output!r} (reference {e.reference!r})")
+  return "\n".join(lines) if len(lines) > 1 else ""
 
 
 def run():
