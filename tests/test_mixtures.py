@@ -109,8 +109,9 @@ def test_joint_checkpoint_evaluates_and_decodes_every_problem(data_dir, manual_d
   rc, so, se = cli("onemodel-train", *tiny_gin("multimodel", 6), *dirs)
   assert rc == 0, se[-3000:]
   assert "steps mnist" in so and "fsdd" in so and "multi30k_en_de" in so
-  # The run ends with one table line per problem: its first metric and its own steps.
-  table = so.strip().splitlines()[-4:]
+  # The run ends with one table line per problem (its first metric and its own steps),
+  # then the first test examples.
+  table = so.split("first test examples:")[0].strip().splitlines()[-4:]
   assert table[0].split() == ["problem", "metric", "test", "its", "steps"], so[-800:]
   rows = {line.split()[0]: line.split()[1:] for line in table[1:]}
   assert [rows[p][0] for p in ("mnist", "fsdd", "multi30k_en_de")] == \
