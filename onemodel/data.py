@@ -52,11 +52,10 @@ def prepare(problem, data_dir: str, manual_dir: str, download: bool = False) -> 
     missing = [f for f in expected if not os.path.exists(os.path.join(raw_dir, f))]
     can_download = getattr(problem.builder, "HAS_DOWNLOAD", False)
     if missing and not (download and can_download):
-      raise UserError(
-          f"problem {problem.name}: raw data not found in {raw_dir} (missing "
-          f"{', '.join(missing[:3])}); point --manual_dir at a copy"
-          + (" or pass --download" if can_download else
-             " (it has no download URL)" if download else ""))
+      raise UserError(f"problem {problem.name}: raw data not found in {raw_dir} (missing "
+                      f"{', '.join(missing[:3])}); point --manual_dir at a copy"
+                      + (" or pass --download" if can_download else
+                         " (it has no download URL)" if download else ""))
     config = tfds.download.DownloadConfig(
         manual_dir=None if missing else raw_dir,
         download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
@@ -69,9 +68,8 @@ def prepare(problem, data_dir: str, manual_dir: str, download: bool = False) -> 
 
 def _check_prepared(problem, data_dir):
   if not is_prepared(problem, data_dir):
-    raise UserError(
-        f"problem {problem.name} is not prepared in {data_dir}; run "
-        f"onemodel-prepare --problem={problem.name} --data_dir={data_dir}")
+    raise UserError(f"problem {problem.name} is not prepared in {data_dir}; run "
+                    f"onemodel-prepare --problem={problem.name} --data_dir={data_dir}")
 
 
 def raw_split(problem, role: str, data_dir: str, shuffle_files=False,
