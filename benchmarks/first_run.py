@@ -62,8 +62,7 @@ def main():
         f"TrainConfig.problem = '{problem}'", f"TrainConfig.train_steps = {steps}",
         f"TrainConfig.checkpoint_every_steps = {steps}",
         "TrainConfig.eval_every_steps = 0", f"TrainConfig.per_problem = {own!r}"],
-        args.output_root,
-        args.manual_dir, args.data_dir)
+        args.output_root, args.manual_dir, args.data_dir)
     got = runlib.final_metrics(run["dir"]) or {}
     singles[problem] = (got.get(metric), run)
   rows = [f"| {p} | {metric} | {steps} | {value:.4g} | "
