@@ -94,8 +94,8 @@ def main():
     if not m or x["predicted_s"] is None:
       continue
     got, p = float(m.group(1).replace(",", "")), x["plan"]
-    out.append(f"| {r.id} | {r.chips} | {got:,.0f} | {p['examples_per_sec']:,.0f} | "
-               f"{100 * (p['examples_per_sec'] / got - 1):+.0f}% | "
+    out.append(f"| {r.id} | {r.chips} | {got:,.0f} | {p['throughput_per_sec']:,.0f} | "
+               f"{100 * (p['throughput_per_sec'] / got - 1):+.0f}% | "
                f"{1e3 * p['step_time_s']:.1f} = {1e3 * p['compute_s']:.1f} + "
                f"{1e3 * p['optimizer_update_s']:.1f} + {1e3 * p['communication_s']:.1f} "
                f"({1e3 * p['communication_total_s']:.1f}) + {1e3 * p['straggler_s']:.1f} ms |")

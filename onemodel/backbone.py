@@ -14,6 +14,7 @@ import gin
 import keras
 import tensorflow as tf
 
+from onemodel import errors
 from onemodel import moe as moe_lib
 
 
@@ -37,8 +38,10 @@ class BackboneConfig:
   moe_aux_weight: float = 0.01      # weight of the load-balancing loss per MoE layer
 
   def __post_init__(self):
+    errors.check_field_types(self, "BackboneConfig")
     if self.ffn not in ("dense", "moe"):
-      raise ValueError(f"BackboneConfig.ffn={self.ffn!r}: use 'dense' or 'moe'")
+      raise errors.UserError(f"gin binding BackboneConfig.ffn={self.ffn!r}: use 'dense' "
+                             "or 'moe'")
 
 
 def segment_mask(query_segments, key_segments, dtype=tf.float32):

@@ -16,11 +16,13 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from onemodel import quiet
 from onemodel.errors import UserError
 
 # Errors that mean "this file cannot be read", as opposed to "it does not fit".
 # (A truncated data file surfaces from the checkpoint reader as IndexError "Read less
-# bytes than requested".)
+# bytes than requested"; a garbage .index as a bare OpError, "file is too short to be an
+# sstable", also caught, after the InvalidArgumentError of a checkpoint that does not fit.)
 _UNREADABLE = (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.OutOfRangeError,
                tf.errors.UnknownError, tf.errors.InternalError, IndexError, OSError)
 
@@ -80,6 +82,10 @@ class Keeper:
     complete: every existing object must be in the checkpoint (training); otherwise
     only what exists is restored and the checkpoint may hold more (evaluation builds
     no optimizer or input pipeline) — but every model weight must still be found."""
+    if path and not tf.io.gfile.exists(path + ".index"):
+      raise UserError(f"checkpoint {path} " + (
+          "is not a checkpoint: give its prefix, e.g. RUN/checkpoints/ckpt-1000 (no "
+          "'.index')" if tf.io.gfile.exists(path) else "does not exist"))
     candidates = [path] if path else list(reversed(self.manager.checkpoints))
     for i, candidate in enumerate(candidates):
       try:
@@ -94,7 +100,14 @@ class Keeper:
                 "of the training data", flush=True)
           self._restore(self.without_inputs(), candidate, complete)
         return candidate
-      except _UNREADABLE as e:
+      except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
+        _hide_unrestored_value_warnings()
+        hint = "; ".join(config_diff) if config_diff else _first_line(e)
+        raise IncompatibleRun(
+            f"checkpoint {candidate} does not fit the model this config builds ("
+            f"{hint}); train into a new --output_dir or keep the run's own config"
+        ) from e
+      except _UNREADABLE + (tf.errors.OpError,) as e:  # (after the clause above)
         if path:
           raise UserError(f"checkpoint {candidate} cannot be read: "
                           f"{_first_line(e)}") from e
@@ -103,12 +116,6 @@ class Keeper:
               f"({_first_line(e)}); moved to {self._quarantine(candidate)}"
               + (f", falling back to {older}" if older else ", starting from scratch"),
               flush=True)
-      except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
-        hint = "; ".join(config_diff) if config_diff else _first_line(e)
-        raise IncompatibleRun(
-            f"checkpoint {candidate} does not fit the model this config builds ("
-            f"{hint}); train into a new --output_dir or keep the run's own config"
-        ) from e
     return None
 
   @staticmethod
@@ -130,14 +137,30 @@ class Keeper:
                       state.all_model_checkpoint_timestamps)) if state else {}
     keep = [p for p in self.manager.checkpoints if p != prefix]
     # With their timestamps: a CheckpointManager forgets listed paths that have none.
-    tf.compat.v1.train.update_checkpoint_state(
-        self.directory, keep[-1] if keep else "", all_model_checkpoint_paths=keep,
-        all_model_checkpoint_timestamps=[stamps.get(p, time.time()) for p in keep])
+    # (TensorFlow 2 has no other way to drop one path from the list; its deprecation
+    # notice, 6 lines, is not shown: the warning above is the one the user needs.)
+    notice = quiet.DropMessages("From ", "update_checkpoint_state")
+    quiet.tensorflow_logger().addFilter(notice)
+    try:
+      tf.compat.v1.train.update_checkpoint_state(
+          self.directory, keep[-1] if keep else "", all_model_checkpoint_paths=keep,
+          all_model_checkpoint_timestamps=[stamps.get(p, time.time()) for p in keep])
+    finally:
+      quiet.tensorflow_logger().removeFilter(notice)
     if not keep:
       tf.io.gfile.remove(os.path.join(self.directory, "checkpoint"))
     self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,
                                               self.max_to_keep)
     return dest
+
+
+def _hide_unrestored_value_warnings():
+  """A checkpoint that does not fit is reported in one line (IncompatibleRun); without
+  this, TensorFlow adds a warning for each value it could not restore when the restore's
+  objects are collected (up to hundreds of lines after that line)."""
+  quiet.tensorflow_logger().addFilter(quiet.DropMessages((
+      "Value in checkpoint could not be found",
+      "Detecting that an object or model or tf.train.Checkpoint is being deleted")))
 
 
 def _first_line(e: Exception) -> str:

@@ -40,6 +40,7 @@ def is_prepared(problem, data_dir: str) -> bool:
   return tf.io.gfile.exists(os.path.join(b.data_dir, "dataset_info.json"))
 
 
+@rawdata.preparation
 def prepare(problem, data_dir: str, manual_dir: str, download: bool = False) -> None:
   """Builds the problem's TFDS data (and vocabulary) into `data_dir` if not there yet."""
   import tensorflow_datasets as tfds
@@ -198,9 +199,8 @@ def example_features(problem, raw: Dict[str, tf.Tensor], vocab, training: bool,
 
 def augment_features(problem, feats, seed, modality_cfg=None):
   """Training-time augmentation of `example_features(..., training=False)`'s output:
-  the input modality's `augment` (SpecAugment, random shift), applied after the cache,
-  a pure function of the example's `seed`. Language modelling: a random window of the
-  text."""
+  the input modality's `augment` (SpecAugment, random shift, word dropout), after the
+  cache, a pure function of the example's `seed`. LM: a random window of the text."""
   if problem.lm:
     from onemodel.adapters.base import pad_or_truncate
     n = problem.targets.length

@@ -16,9 +16,13 @@ from typing import Callable
 import gin
 import tensorflow as tf
 
+from onemodel import errors
 from onemodel import vocab as vocab_lib
 
 NEG_INF = -1e9
+
+
+METHODS = ("greedy", "beam", "sample")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +42,17 @@ class DecodeConfig:
   # Compile the decoding loop with XLA (static shapes throughout: the cache, the beams)
   # in onemodel-eval, onemodel-decode and the exported SavedModel.
   jit_compile: bool = False
+
+  def __post_init__(self):
+    errors.check_field_types(self, "DecodeConfig")
+    if self.method not in METHODS:
+      raise errors.UserError(f"gin binding DecodeConfig.method={self.method!r}: use "
+                             + ", ".join(repr(m) for m in METHODS))
+    for name in ("beam_size", "max_decode_length", "top_k"):
+      low = 1 if name == "beam_size" else 0
+      if getattr(self, name) < low:
+        raise errors.UserError(f"gin binding DecodeConfig.{name}={getattr(self, name)}: "
+                               f"must be >= {low}")
 
 
 # gin binds `DecodeConfig.method = 'beam'` etc. through a separate configurable that
@@ -201,11 +216,7 @@ def decode(model, problem: str, batch, max_length: int, cfg: DecodeConfig = None
   if cfg.method == "sample":
     return cached_greedy(model, problem, batch, max_length, max(cfg.temperature, 1e-6),
                          cfg.top_k, cfg.seed)
-  if cfg.method == "greedy":
-    return cached_greedy(model, problem, batch, max_length)
-  from onemodel.errors import UserError
-  raise UserError(f"gin binding DecodeConfig.method={cfg.method!r}: use 'greedy', "
-                  "'beam' or 'sample'")
+  return cached_greedy(model, problem, batch, max_length)  # 'greedy' (__post_init__)
 
 
 def strip_eos(ids):

@@ -31,6 +31,19 @@ def tf_config() -> dict:
     raise UserError(f"TF_CONFIG is not valid JSON: {e}") from e
   if not isinstance(cfg, dict) or "cluster" not in cfg or "task" not in cfg:
     raise UserError("TF_CONFIG must have 'cluster' and 'task' (see README, 'Clusters')")
+  task, cluster = cfg["task"], cfg["cluster"]
+  if not isinstance(task, dict) or not isinstance(cluster, dict):
+    raise UserError("TF_CONFIG 'cluster' and 'task' must be JSON objects")
+  kind, index = task.get("type", "chief"), task.get("index", 0)
+  if kind == "evaluator":  # TensorFlow's side-car evaluator is not part of the cluster
+    return cfg
+  if kind not in cluster:
+    raise UserError(f"TF_CONFIG task type {kind!r} is not in its cluster (which has "
+                    f"{', '.join(sorted(cluster)) or 'nothing'})")
+  n = len(cluster[kind])
+  if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
+    raise UserError(f"TF_CONFIG task index {index!r} is out of range: the cluster has "
+                    f"{n} {kind} task(s), indices 0..{n - 1}")
   return cfg
 
 

@@ -12,6 +12,8 @@ import uuid
 
 import tensorflow as tf
 
+from onemodel.errors import UserError
+
 TEMP_MARK = ".tmp-onemodel-"
 
 
@@ -68,3 +70,22 @@ def remove_temp_files(directory: str) -> list:
       tf.io.gfile.remove(os.path.join(directory, name))
       gone.append(name)
   return gone
+
+
+def check_directory_path(path: str, what: str) -> None:
+  """A directory path a user gave (`what`: the flag) that cannot become a directory
+  because some part of it is an existing file -> UserError naming both, before any work
+  (else mkdir fails later with FileExistsError or NotADirectoryError). Local paths only:
+  object stores have no such parts."""
+  if not is_local(path):
+    return
+  p = os.path.abspath(path)
+  while not os.path.exists(p):
+    if os.path.dirname(p) == p:
+      return
+    p = os.path.dirname(p)
+  if os.path.isdir(p):
+    return
+  if p == os.path.abspath(path):
+    raise UserError(f"{what} {path} is a file, not a directory")
+  raise UserError(f"{what} {path}: {p} is a file, not a directory")

@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Sequence, Tuple, Union
 import gin
 import numpy as np
 
+from onemodel import errors
 from onemodel import registry
 from onemodel.errors import UserError
 
@@ -46,6 +47,7 @@ class Mixture:
   description: str = ""
 
   def __post_init__(self):
+    errors.check_field_types(self, "Mixture")
     # gin hands lists and dicts over as given; keep the value hashable and ordered.
     object.__setattr__(self, "problems", tuple(self.problems))
     object.__setattr__(self, "schedule", tuple((int(s), r) for s, r in self.schedule))

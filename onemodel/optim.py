@@ -31,6 +31,7 @@ import gin
 import keras
 import tensorflow as tf
 
+from onemodel import errors
 from onemodel.errors import UserError
 
 
@@ -95,6 +96,9 @@ class ScheduleConfig:
   scale_rule: str = "none"
   reference_batch: int = 0
   warmup_start: str = "zero"
+
+  def __post_init__(self):
+    errors.check_field_types(self, "learning_rate_schedule")
 
 
 def make_schedule(total_steps: int, cfg: ScheduleConfig = ScheduleConfig(),
@@ -201,6 +205,9 @@ class OptimizerConfig:
   epsilon: float = 1e-9
   clipnorm: float = 1.0
   lars_eta: float = 0.001
+
+  def __post_init__(self):
+    errors.check_field_types(self, "optimizer")
 
 
 def make_optimizer(total_steps: int, cfg: OptimizerConfig = OptimizerConfig(),

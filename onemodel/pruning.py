@@ -31,6 +31,8 @@ import gin
 import keras
 import tensorflow as tf
 
+from onemodel import errors
+
 
 @dataclasses.dataclass(frozen=True)
 class PruningConfig:
@@ -46,6 +48,7 @@ class PruningConfig:
   block_norm: str = "l2"           # 'l2' or 'l1' (ranking of blocks)
 
   def __post_init__(self):
+    errors.check_field_types(self, "PruningConfig")
     object.__setattr__(self, "block_shape", tuple(self.block_shape))  # gin gives lists
     if self.target_sparsity and \
         not 0.0 <= self.initial_sparsity <= self.target_sparsity < 1.0:

@@ -11,9 +11,12 @@ arrays) is one `UserError` naming the file (`whole_file_error`).
 """
 
 import contextlib
+import functools
 import gzip
+import inspect
 import io
 import os
+import tempfile
 import zlib
 from typing import Dict
 
@@ -114,6 +117,7 @@ class SkipCounter:
     self.reasons = []
 
   def skip(self, where: str, reason: str):
+    reason = reason.strip() or "unreadable"  # an exception with no message says nothing
     self.count += 1
     if len(self.reasons) < 3:
       self.reasons.append(f"{where}: {reason}")
@@ -125,3 +129,37 @@ class SkipCounter:
              + "; ".join(self.reasons))
       logging.warning(msg)
       print(f"onemodel: {msg}", flush=True)
+
+
+def preparation(fn):
+  """Wraps a `fn(problem, data_dir, ...)` that prepares data so that it leaves nothing
+  behind but its result:
+  - Python's temporary directory is a private one, removed after: a TFDS builder made
+    for a dataset not prepared yet creates an empty `tmp*tfds` directory it never
+    removes (`DatasetInfo.initialize_from_bucket`, tfds 4.9), two per preparation;
+  - when it fails, the directories it created under `data_dir` that are still empty
+    (TFDS's `downloads/extracted`, the dataset's own directory) are removed."""
+  @functools.wraps(fn)
+  def wrapped(*args, **kwargs):
+    data_dir = inspect.signature(fn).bind(*args, **kwargs).arguments["data_dir"]
+    before = set(_local_dirs(data_dir))
+    saved = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="onemodel-prepare-") as scratch:
+      tempfile.tempdir = scratch
+      try:
+        return fn(*args, **kwargs)
+      except BaseException:
+        for d in sorted(set(_local_dirs(data_dir)) - before, reverse=True):  # deepest first
+          if not os.listdir(d):
+            os.rmdir(d)
+        raise
+      finally:
+        tempfile.tempdir = saved
+  return wrapped
+
+
+def _local_dirs(root: str) -> list:
+  """Every directory under a local `root`, `root` included ([] if not local or absent)."""
+  if "://" in root or not os.path.isdir(root):
+    return []
+  return [d for d, _, _ in os.walk(root)]

@@ -142,8 +142,21 @@ class RunDir:
     return gone
 
 
+# Bindings that change what a checkpoint holds (the problems, the model's and the
+# adapters' shapes, the optimizer's slots): listed first when a resume does not fit.
+_STRUCTURAL = ("TrainConfig.problem", "BackboneConfig.", "ImageConfig.", "SpeechConfig.",
+               "optimizer.name", "PruningConfig.", "TrainConfig.grad_accum_steps")
+# Bindings a run resumes across unchanged (schedule lengths, cadences, evaluation,
+# decoding): never the reason a checkpoint does not fit, so not listed.
+_RESUMABLE = ("TrainConfig.train_steps", "TrainConfig.log_every_steps",
+              "TrainConfig.checkpoint_every_steps", "TrainConfig.keep_checkpoints",
+              "TrainConfig.eval_", "TrainConfig.final_eval_role", "TrainConfig.report_mfu",
+              "TrainConfig.steps_per_loop", "DecodeConfig.")
+
+
 def config_differences(old: str, new: str, limit: int = 4) -> list:
-  """Bindings that differ between two gin config texts, as 'name: old -> new'."""
+  """Bindings that differ between two gin config texts, as 'name: old -> new': the
+  ones that change what a checkpoint holds first, those a run resumes across left out."""
   def bindings(text):
     out = {}
     for line in text.splitlines():
@@ -154,6 +167,8 @@ def config_differences(old: str, new: str, limit: int = 4) -> list:
     return out
 
   a, b = bindings(old), bindings(new)
-  diffs = [f"{k}: {a.get(k, '(unset)')} -> {b.get(k, '(unset)')}"
-           for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+  keys = sorted((k for k in set(a) | set(b)
+                 if a.get(k) != b.get(k) and not k.startswith(_RESUMABLE)),
+                key=lambda k: (not k.startswith(_STRUCTURAL), k))
+  diffs = [f"{k}: {a.get(k, '(unset)')} -> {b.get(k, '(unset)')}" for k in keys]
   return diffs[:limit] + ([f"and {len(diffs) - limit} more"] if len(diffs) > limit else [])

@@ -240,8 +240,6 @@ class Trainer:
 
   def restore(self, checkpoint: str = "") -> str:
     """Evaluation: restores `checkpoint` (default: the run's latest) -> its path."""
-    if checkpoint and not tf.io.gfile.exists(checkpoint + ".index"):
-      raise UserError(f"checkpoint {checkpoint} does not exist")
     path = self.keeper.restore(checkpoint, complete=not checkpoint and self.training)
     if not path:
       raise UserError(f"no checkpoint in {self.run_dir.join('checkpoints')}")

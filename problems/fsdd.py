@@ -89,7 +89,7 @@ class OnemodelFsdd(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       try:
         audio = read_wav(os.path.join(rec, f))
       except (wave.Error, EOFError, ValueError, OSError) as e:
-        skipped.skip(f, str(e))
+        skipped.skip(f, f"not a readable WAV ({str(e) or type(e).__name__})")
         continue
       yield f, {"audio": audio, "transcript": WORDS[int(digit)], "speaker": speaker}
     skipped.report()

@@ -66,11 +66,12 @@ def isolated_registry():
   registry.PROBLEMS._items.update(saved)
 
 
-def cli(tool, *args, timeout=300):
-  """Runs an installed console script; returns (returncode, stdout, stderr)."""
+def cli(tool, *args, timeout=300, cwd=ROOT):
+  """Runs an installed console script (from the repository root unless `cwd`); returns
+  (returncode, stdout, stderr)."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   proc = subprocess.run([os.path.join(BIN, tool), *args], capture_output=True, text=True,
-                        timeout=timeout, cwd=ROOT, env=env)
+                        timeout=timeout, cwd=cwd, env=env)
   return proc.returncode, proc.stdout, proc.stderr
 
 

@@ -5,8 +5,11 @@ import pytest
 import tensorflow as tf
 
 from onemodel import adapters
+from onemodel import data as data_lib
 from onemodel import problem as problem_lib
+from onemodel import vocab as vocab_lib
 from onemodel.adapters import speech
+from onemodel.errors import UserError
 
 
 def test_every_modality_registered():
@@ -78,6 +81,46 @@ def test_image_patches_and_shift_augmentation():
     assert found, "augmented image is not a translation of the input"
     offsets.add(found[0])
   assert len(offsets) > 3
+
+
+def test_token_dropout_replaces_input_tokens_with_unk_in_training_only():
+  """Word dropout reaches the features through the input pipeline's own function: a
+  share of the input's real tokens near the rate becomes UNK at training time, EOS and
+  padding never do, the targets never do, evaluation features are untouched, and the
+  choice is a pure function of the example's seed."""
+  text = "the quick brown fox jumps over the lazy dog " * 2
+  vocab = vocab_lib.CharVocab.train([text])
+  p = problem_lib.Problem(
+      name="token_dropout_test", builder=None, raw_subdir="", splits={},
+      inputs=problem_lib.FeatureSpec("text", length=128),
+      targets=problem_lib.FeatureSpec("text", length=128), metrics=(), to_raw=None)
+  raw = {"inputs": tf.constant(text), "targets": tf.constant(text)}
+  cfg = adapters.ModalityConfigs(text=adapters.text.TextConfig(token_dropout=0.25))
+
+  def features(training, seed=0, modality_cfg=cfg):
+    return data_lib.example_features(p, raw, vocab, training=training,
+                                     seed=tf.constant([seed, 7], tf.int64),
+                                     modality_cfg=modality_cfg)
+
+  clean = features(training=False)
+  n = len(text)
+  assert np.count_nonzero(clean["inputs"].numpy() == vocab_lib.UNK_ID) == 0
+  dropped = []
+  for seed in range(8):
+    ex = features(training=True, seed=seed)
+    ids = ex["inputs"].numpy()
+    np.testing.assert_array_equal(ids, features(training=True, seed=seed)["inputs"])
+    np.testing.assert_array_equal(ex["targets"], clean["targets"])
+    np.testing.assert_array_equal(ids[n:], clean["inputs"].numpy()[n:])  # EOS, PAD
+    changed = ids[:n] != clean["inputs"].numpy()[:n]
+    assert np.all(ids[:n][changed] == vocab_lib.UNK_ID)
+    dropped.append(tuple(np.flatnonzero(changed)))
+  assert 0.15 < np.mean([len(d) for d in dropped]) / n < 0.35
+  assert len(set(dropped)) == 8  # seeds choose different tokens
+  off = features(training=True, modality_cfg=adapters.ModalityConfigs())
+  np.testing.assert_array_equal(off["inputs"], clean["inputs"])
+  with pytest.raises(UserError, match="TextConfig.token_dropout=1.0"):
+    adapters.text.TextConfig(token_dropout=1.0)
 
 
 def test_label_roundtrip():

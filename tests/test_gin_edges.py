@@ -40,7 +40,8 @@ UNREADABLE = [f"ImageConfig.{k} = @gin_edges_unreadable()"
               for k in ("patch_size", "stem", "stem_channels", "random_shift")] + \
              [f"SpeechConfig.{k} = @gin_edges_unreadable()"
               for k in ("num_mels", "hop_ms", "conv_channels", "freq_mask", "time_mask")] + \
-             [f"DecodeConfig.{k} = @gin_edges_unreadable()" for k in ("method", "beam_size")]
+             [f"DecodeConfig.{k} = @gin_edges_unreadable()" for k in ("method", "beam_size")] + \
+             ["TextConfig.token_dropout = @gin_edges_unreadable()"]
 LABEL = problem_lib.FeatureSpec("label", length=2, class_names=("a", "b"))
 IMAGE = problem_lib.FeatureSpec("image", shape=(28, 28, 1))
 SPEECH = problem_lib.FeatureSpec("speech", length=4000, sample_rate=8000)

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from onemodel import backbone as backbone_lib
 from onemodel import moe
+from onemodel.errors import UserError
 
 
 def _layer(e=2, k=1, cf=1.0, d=4, f=8):
@@ -160,7 +161,7 @@ def test_dense_default_unchanged_and_bad_ffn_rejected():
                                                          ffn_dim=16))
   assert isinstance(bb.encoder_layers[0].ffn, backbone_lib.FeedForward)
   assert moe.collect_aux(bb)["num_layers"] == 0
-  with pytest.raises(ValueError, match="ffn"):
+  with pytest.raises(UserError, match="BackboneConfig.ffn='sparse'"):
     backbone_lib.BackboneConfig(ffn="sparse")
 
 

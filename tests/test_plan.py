@@ -275,7 +275,7 @@ def test_cli_json_has_the_interface_keys():
   assert p.returncode == 0, p.stderr[-2000:]
   out = json.loads(p.stdout)
   for k in ("time_to_train_s", "step_time_s", "compute_s", "communication_s",
-            "straggler_s", "examples_per_sec", "scaling_efficiency", "steps",
+            "straggler_s", "throughput_per_sec", "scaling_efficiency", "steps",
             "assumptions"):
     assert k in out, k
   assert out["step_time_s"] == pytest.approx(

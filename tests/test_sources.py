@@ -51,6 +51,8 @@ def test_image_folder_of_mnist_pngs(tmp_path, mnist, capsys):
   (raw / "train" / "unsorted").mkdir()                                   # not a class
   (raw / "train" / "unsorted" / "a.png").write_bytes(
       tf.io.encode_png(x_train[0][..., None]).numpy())
+  for f in (raw / "test" / "9").iterdir():  # a class folder left empty
+    f.unlink()
   big = tf.image.resize(x_train[1][..., None], [32, 32]).numpy().astype(np.uint8)
   (raw / "train" / "1" / "big.png").write_bytes(tf.io.encode_png(big).numpy())
   p = sources.problem("digits_png", sources.ImageFolder({"train": "train", "test": "test"}),
@@ -64,6 +66,9 @@ def test_image_folder_of_mnist_pngs(tmp_path, mnist, capsys):
   assert "digits_png train: skipped 3 corrupt example(s)" in out
   assert "notes.txt: not a readable image" in out
   assert "unsorted/a.png: folder 'unsorted' is not a class name" in out
+  empty = [l for l in out.splitlines() if l.startswith("onemodel: warning: test: no images")]
+  assert len(empty) == 1 and "'9'" in empty[0], out  # ('8' too: none in these 60)
+  assert "warning: train: no images" not in out
   train = data_lib.raw_split(p, "train", data_dir).concatenate(
       data_lib.raw_split(p, "eval", data_dir))
   assert data_lib.train_size(p, data_dir) == 180

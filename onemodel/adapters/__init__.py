@@ -13,15 +13,17 @@ for _m in pkgutil.iter_modules(__path__):
   if _m.name != "base":
     importlib.import_module(f"{__name__}.{_m.name}")
 
-# The two whose settings the model carries (loaded by the loop above).
+# The three whose settings the model carries (loaded by the loop above).
 _image = importlib.import_module(f"{__name__}.image")
 _speech = importlib.import_module(f"{__name__}.speech")
+_text = importlib.import_module(f"{__name__}.text")
 
 # gin binds `ImageConfig.patch_size = 8`, `SpeechConfig.num_mels = 40`, ... through
 # separate configurables that build the plain dataclasses: the classes themselves are
 # never wrapped, so library code constructing or replacing one cannot read gin.
 _GIN = {"image": gin.external_configurable(_image.ImageConfig, "ImageConfig"),
-        "speech": gin.external_configurable(_speech.SpeechConfig, "SpeechConfig")}
+        "speech": gin.external_configurable(_speech.SpeechConfig, "SpeechConfig"),
+        "text": gin.external_configurable(_text.TextConfig, "TextConfig")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +35,7 @@ class ModalityConfigs:
   takes them as an argument and never reads gin. `ModalityConfigs()` is the defaults."""
   image: _image.ImageConfig = dataclasses.field(default_factory=_image.ImageConfig)
   speech: _speech.SpeechConfig = dataclasses.field(default_factory=_speech.SpeechConfig)
+  text: _text.TextConfig = dataclasses.field(default_factory=_text.TextConfig)
 
   @classmethod
   def from_gin(cls) -> "ModalityConfigs":

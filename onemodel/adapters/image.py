@@ -12,6 +12,7 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
+from onemodel import errors
 from onemodel.adapters import base
 
 
@@ -29,6 +30,9 @@ class ImageConfig:
   # Szegedy 2015, arXiv:1502.03167): on MNIST 98.96% validation accuracy after 3
   # epochs with it, 98.64% after 4 without (one run each, gin/experiments/mnist.gin).
   stem_batch_norm: bool = False
+
+  def __post_init__(self):
+    errors.check_field_types(self, "ImageConfig")
 
 
 def own_config(modality_cfg) -> ImageConfig:

@@ -10,6 +10,7 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
+from onemodel import errors
 from onemodel.adapters import base
 from onemodel.errors import UserError
 
@@ -30,6 +31,9 @@ class SpeechConfig:
   # Batch normalization after each subsampling convolution (as the image stem's
   # ImageConfig.stem_batch_norm).
   conv_batch_norm: bool = False
+
+  def __post_init__(self):
+    errors.check_field_types(self, "SpeechConfig")
 
 
 # (lowest allowed value, type) of each per-problem front-end setting.

@@ -1,4 +1,4 @@
-"""onemodel-average: average the model weights of a run's last N checkpoints.
+r"""onemodel-average: average the model weights of a run's last N checkpoints.
 
   onemodel-average --output_dir=runs/multi30k_en_de --num_last=3
   onemodel-eval --output_dir=runs/multi30k_en_de \

@@ -11,6 +11,8 @@ from absl import app
 from absl import flags
 
 from onemodel.cli import native_stderr
+from onemodel import errors
+from onemodel import quiet
 from onemodel.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -55,25 +57,47 @@ def _gin_search_paths(files):
         paths.append(d)
         break
       d = os.path.dirname(d)
-  here = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-      os.path.abspath(__file__)))), "gin")
-  if os.path.isdir(here):
+  here = _shipped_gin_dir()
+  if here:
     paths.append(here)
   return paths
+
+
+def _shipped_gin_dir() -> str:
+  """The repository's `gin/` directory next to the onemodel package ('' if not there)."""
+  here = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__)))), "gin")
+  return here if os.path.isdir(here) else ""
+
+
+def resolve_gin_file(f: str) -> str:
+  """A --gin_file as given if it exists; else the shipped file it names, relative to the
+  repository (`gin/models/small.gin`) or to its gin directory (`models/small.gin`), so
+  the README's paths work from any directory, as `include` lines already do."""
+  if os.path.isfile(f):
+    return f
+  tried = [os.path.abspath(f)]
+  shipped = _shipped_gin_dir()
+  if shipped and not os.path.isabs(f):
+    for base in (os.path.dirname(shipped), shipped):
+      candidate = os.path.join(base, f)
+      if os.path.isfile(candidate):
+        return candidate
+      if candidate not in tried:
+        tried.append(candidate)
+  raise UserError(f"gin file {f} does not exist (looked for {' and '.join(tried)})")
 
 
 def parse_gin(files, params, finalize=True):
   import gin
   import_configurables()
-  for f in files:
-    if not os.path.isfile(f):
-      raise UserError(f"gin file {f} does not exist")
+  files = [resolve_gin_file(f) for f in files]
   for p in _gin_search_paths(files):
     gin.add_config_file_search_path(p)
   # gin logs "Path not found" at ERROR level for each search path an include is not in,
   # before it finds the include in the next one: not an error, so not shown.
-  quiet = _DropMessages("Path not found")
-  logging.getLogger().addFilter(quiet)
+  not_here = quiet.DropMessages("Path not found")
+  logging.getLogger().addFilter(not_here)
   try:
     gin.parse_config_files_and_bindings(files, params, finalize_config=finalize)
   except (ValueError, SyntaxError, IOError, KeyError, TypeError) as e:
@@ -82,7 +106,7 @@ def parse_gin(files, params, finalize=True):
     where = next((l for l in lines[1:] if l.startswith("In ")), "")
     raise UserError(f"gin: {msg}{' (' + where + ')' if where else ''}") from e
   finally:
-    logging.getLogger().removeFilter(quiet)
+    logging.getLogger().removeFilter(not_here)
 
 
 def hide_expected_warnings():
@@ -91,24 +115,10 @@ def hide_expected_warnings():
   warning, printed twice (its own handler and absl's), is not shown. Nor is the
   deprecation of `PreemptionCheckpointHandler.total_run_calls`: TensorFlow's own handler
   reads that attribute when it saves on a preemption, not onemodel."""
-  tf_logger = logging.getLogger("tensorflow")
-  tf_logger.addFilter(_DropMessages("", "tf.function retracing"))
-  tf_logger.addFilter(_DropMessages("", "PreemptionCheckpointHandler.total_run_calls"))
-
-
-class _DropMessages(logging.Filter):
-  """Drops log records whose message starts with `prefix` and contains `part`."""
-
-  def __init__(self, prefix: str, part: str = ""):
-    super().__init__()
-    self.prefix, self.part = prefix, part
-
-  def filter(self, record):
-    try:
-      msg = record.getMessage()  # with its arguments (TensorFlow's deprecations use them)
-    except (TypeError, ValueError):
-      msg = str(record.msg)
-    return not (msg.startswith(self.prefix) and self.part in msg)
+  tf_logger = quiet.tensorflow_logger()
+  tf_logger.addFilter(quiet.DropMessages("", "tf.function retracing"))
+  tf_logger.addFilter(
+      quiet.DropMessages("", "PreemptionCheckpointHandler.total_run_calls"))
 
 
 def define_run_flags():
@@ -161,9 +171,36 @@ def load_plugins():
   registry.load_plugins(FLAGS.usr_dir, run_dir or "")
 
 
+def show_own_flags_in_help(main):
+  """absl's `--help` prints the main module's docstring and lists its flags, and a
+  console script's main module (the entry-point shim) has neither: without this,
+  `--help` says only "Try --helpfull". The tool's module lends its docstring, and
+  onemodel's flags become key flags of the main module."""
+  shim = sys.modules.get("__main__")
+  if shim is not None and not shim.__doc__:
+    shim.__doc__ = sys.modules[main.__module__].__doc__
+  for module, module_flags in FLAGS.flags_by_module_dict().items():
+    if module.startswith("onemodel."):
+      for flag in module_flags:
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
+# Flags that name a directory a command may create: a path through an existing file is
+# a one-line error before any work.
+_DIRECTORY_FLAGS = ("data_dir", "output_dir", "export_dir", "averaged_dir")
+
+
+def _check_directory_flags():
+  from onemodel import fileio
+  for name in _DIRECTORY_FLAGS:
+    if name in FLAGS and FLAGS[name].value:
+      fileio.check_directory_path(FLAGS[name].value, f"--{name}")
+
+
 def run(main):
   """app.run(main), turning a `UserError` into one line on stderr and exit status 1."""
   prog = os.path.basename(sys.argv[0])
+  show_own_flags_in_help(main)
 
   def _main(argv):
     from absl import logging as absl_logging
@@ -177,9 +214,10 @@ def run(main):
     except ImportError:
       pass
     try:
+      _check_directory_flags()
       return main(argv)
     except UserError as e:
-      print(f"{prog}: error: {e}", file=sys.stderr, flush=True)
+      print(f"{prog}: error: {errors.one_line(str(e))}", file=sys.stderr, flush=True)
       sys.exit(getattr(e, "exit_code", 1))
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside training
       print(f"{prog}: interrupted", file=sys.stderr, flush=True)

@@ -1,4 +1,4 @@
-"""onemodel-decode: decode raw inputs with a trained run, as T2T's t2t-decoder.
+r"""onemodel-decode: decode raw inputs with a trained run, as T2T's t2t-decoder.
 
   onemodel-decode --output_dir=runs/multi30k_en_de --decode_from_file=in.en \
       --decode_to_file=out.de [--decode_refs=ref.de]
@@ -26,7 +26,8 @@ common.define_gin_flags()
 common.define_dir_flags()
 common.define_run_flags()
 flags.DEFINE_string("decode_from_file", "", "Text problems: one input a line.")
-flags.DEFINE_string("decode_from_dir", "", "Speech/image problems: a directory of files.")
+flags.DEFINE_string("decode_from_dir", "", "Speech/image problems: a directory of files "
+                    "(stdout: FILE<TAB>OUTPUT per file, sorted by name).")
 flags.DEFINE_string("decode_to_file", "", "Write outputs here, one a line (default stdout).")
 flags.DEFINE_string("decode_refs", "", "References, one a line, aligned with the inputs.")
 flags.DEFINE_bool("interactive", False, "Read inputs (text, or file paths) from stdin.")
@@ -42,8 +43,11 @@ def _read_inputs(problem):
     if problem.inputs.modality != "text":
       raise UserError(f"problem {problem.name} takes {problem.inputs.modality} input: "
                       "use --decode_from_dir with a directory of files")
-    with open(FLAGS.decode_from_file, encoding="utf-8") as f:
-      return [line.rstrip("\n") for line in f]
+    lines = _text_lines(FLAGS.decode_from_file, "--decode_from_file")
+    if not lines:
+      raise UserError(f"--decode_from_file {FLAGS.decode_from_file} is empty: nothing to "
+                      "decode")
+    return lines
   if FLAGS.decode_from_dir:
     d = FLAGS.decode_from_dir
     if not os.path.isdir(d):
@@ -51,9 +55,39 @@ def _read_inputs(problem):
     files = sorted(f for f in os.listdir(d) if os.path.isfile(os.path.join(d, f)))
     if not files:
       raise UserError(f"--decode_from_dir {d} has no files")
-    return [open(os.path.join(d, f), "rb").read() for f in files]
+    return {f: open(os.path.join(d, f), "rb").read() for f in files}
   raise UserError("give --decode_from_file, --decode_from_dir, --interactive or "
                   "--num_samples")
+
+
+def _text_lines(path, flag):
+  """A UTF-8 text file's lines; anything else is a one-line error naming the file."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      return [line.rstrip("\n") for line in f]
+  except UnicodeDecodeError as e:
+    raise UserError(f"{flag} {path} is not UTF-8 text (byte {e.start}): give one input "
+                    "a line") from None
+
+
+def _check_outputs_and_refs():
+  """Everything about --decode_to_file and --decode_refs that can be wrong, checked
+  before any decoding (and before anything is written) -> the references or None."""
+  if FLAGS.decode_to_file:
+    target = FLAGS.decode_to_file
+    if os.path.isdir(target):
+      raise UserError(f"--decode_to_file {target} is a directory")
+    from onemodel import fileio
+    fileio.check_directory_path(os.path.dirname(os.path.abspath(target)),
+                                f"--decode_to_file {target}: its directory")
+  if not FLAGS.decode_refs:
+    return None
+  if not os.path.isfile(FLAGS.decode_refs):
+    raise UserError(f"--decode_refs {FLAGS.decode_refs} does not exist")
+  from onemodel import decoding
+  if decoding.from_gin().return_beams:
+    raise UserError("--decode_refs scores the best beam: unset DecodeConfig.return_beams")
+  return _text_lines(FLAGS.decode_refs, "--decode_refs")
 
 
 def _decode_all(servable, problem, inputs):
@@ -106,6 +140,8 @@ def main(argv):
   t, _ = common.load_run()
   from onemodel import decoding, export, metrics
   p = common.pick_problem(t, FLAGS.problem)
+  refs = _check_outputs_and_refs()
+  names = None  # file names of --decode_from_dir's inputs, shown beside their outputs
   if p.inputs is None:
     if FLAGS.num_samples < 1:
       raise UserError(f"problem {p.name} is a language model: pass --num_samples=N")
@@ -115,21 +151,23 @@ def main(argv):
                                decoding.from_gin())
     if FLAGS.interactive:
       return _interactive(servable, p)
-    outputs = _decode_all(servable, p, _read_inputs(p))
-  text = "".join(o.replace("\n", " ") + "\n" for o in outputs)
-  if FLAGS.decode_to_file:
+    inputs = _read_inputs(p)
+    if isinstance(inputs, dict):
+      names, inputs = list(inputs), list(inputs.values())
+    if refs is not None and len(refs) != len(inputs):
+      raise UserError(f"--decode_refs {FLAGS.decode_refs} has {len(refs)} lines for "
+                      f"{len(inputs)} inputs")
+    outputs = _decode_all(servable, p, inputs)
+  outputs = [o.replace("\n", " ") for o in outputs]
+  if FLAGS.decode_to_file:  # one output a line, aligned with the inputs
     from onemodel import fileio
-    fileio.atomic_write_text(FLAGS.decode_to_file, text)
+    fileio.atomic_write_text(FLAGS.decode_to_file, "".join(o + "\n" for o in outputs))
   else:
-    sys.stdout.write(text)
-  if FLAGS.decode_refs:
-    if not os.path.isfile(FLAGS.decode_refs):
-      raise UserError(f"--decode_refs {FLAGS.decode_refs} does not exist")
-    refs = [l.rstrip("\n") for l in open(FLAGS.decode_refs, encoding="utf-8")]
+    sys.stdout.write("".join((f"{n}\t" if names else "") + o + "\n"
+                             for n, o in zip(names or outputs, outputs)))
+  if refs is not None:
     if len(refs) != len(outputs):
       raise UserError(f"--decode_refs has {len(refs)} lines for {len(outputs)} outputs")
-    if decoding.from_gin().return_beams:
-      raise UserError("--decode_refs scores the best beam: unset DecodeConfig.return_beams")
     for name in p.metrics:
       if name in metrics.METRICS:
         score = metrics.METRICS.get(name)(outputs, refs)

@@ -26,6 +26,8 @@ import time
 from absl import app
 from absl import flags
 
+from onemodel.cli import common
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_workers", 2, "Worker processes.")
 flags.DEFINE_integer("num_ps", 0, "Parameter servers (> 0: asynchronous training).")
@@ -196,6 +198,7 @@ def main(argv):
 
 
 def run():
+  common.show_own_flags_in_help(main)
   app.run(main)
 
 

@@ -1,4 +1,4 @@
-"""onemodel-plan: time to train on N chips, sync vs async, from a run measured here or a
+r"""onemodel-plan: time to train on N chips, sync vs async, from a run measured here or a
 reference workload.
 
   onemodel-plan --workload=runs/multi30k_en_de --hardware=tpu_v3 --chips=256 \
@@ -20,7 +20,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workload", "", "A onemodel run directory or a reference workload.")
 flags.DEFINE_string("hardware", "", "A system (see --list); 'this_machine' = this CPU.")
 flags.DEFINE_integer("chips", 1, "Number of chips (accelerators; workers on this_machine).")
-flags.DEFINE_float("global_batch", None, "Global batch, in the workload's examples.")
+flags.DEFINE_float("global_batch", None, "Global batch, in the workload's unit: examples, "
+                   "or tokens for a run measured in tokens (the header says which).")
 flags.DEFINE_enum("strategy", "sync", ["sync", "async"],
                   "sync: all-reduce (multi-worker); async: parameter servers.")
 flags.DEFINE_float("epochs", None, "Epochs to target (overrides the workload's).")
@@ -144,9 +145,19 @@ def _fmt_s(s):
   return f"{s:.2f} s" if s >= 1 else f"{s * 1e3:.2f} ms"
 
 
+def _where(r) -> str:
+  """The links the chips use: inside one node its own link, else the nodes' network."""
+  if r["topology"] == "torus" or not r["intra_node"]:
+    return r["interconnect"]
+  if r["chips"] <= r["chips_per_node"]:
+    return f"one node, {r['intra_node']}"
+  nodes = -(-r["chips"] // r["chips_per_node"])
+  return f"{nodes} nodes over {r['interconnect']}, {r['intra_node']} inside each"
+
+
 def _print_table(r):
   lines = [
-      f"{r['workload']} on {r['chips']} x {r['hardware']} ({r['interconnect']}), "
+      f"{r['workload']} on {r['chips']} x {r['hardware']} ({_where(r)}), "
       f"{r['strategy']}, global batch {r['global_batch']:,.0f} {r['unit']}s "
       f"({r['per_chip_batch']:,.1f} a chip)",
       f"  time to target   {_fmt_s(r['time_to_train_s'])}  ({r['steps']:,.0f} steps)",
@@ -154,13 +165,16 @@ def _print_table(r):
       f" + update {_fmt_s(r['optimizer_update_s'])} + exposed communication "
       f"{_fmt_s(r['communication_s'])} (of {_fmt_s(r['communication_total_s'])}) + "
       f"stragglers {_fmt_s(r['straggler_s'])}",
-      f"  throughput       {r['examples_per_sec']:,.0f} {r['unit']}s/s, scaling "
+      f"  throughput       {r['throughput_per_sec']:,.0f} {r['unit']}s/s, scaling "
       f"efficiency {100 * r['scaling_efficiency']:.0f}%",
       f"  sync vs async    sync {_fmt_s(r['sync_vs_async']['sync_s'])}, async "
       f"{_fmt_s(r['sync_vs_async']['async_s'])}: {r['sync_vs_async']['why']}",
   ]
   for k in ("weak_scaling", "strong_scaling"):
     lim = r["limits"][k]
+    if lim["chips"] is None:
+      lines.append(f"  {k.replace('_', ' '):16s} {lim['reason']}")
+      continue
     lines.append(f"  {k.replace('_', ' '):16s} stops paying past {lim['chips']} "
                  f"chip{'s' if lim['chips'] > 1 else ''} "
                  f"(batch {lim['global_batch']:,.0f}): {lim['reason']}")

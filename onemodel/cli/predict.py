@@ -1,6 +1,7 @@
 """onemodel-predict: run an exported SavedModel on files. Needs TensorFlow and
-tensorflow-text only: nothing else of onemodel is imported (check: the test runs it with
-onemodel's packages blocked).
+tensorflow-text only: nothing else of onemodel is needed (check: the test runs it with
+onemodel's packages blocked); with onemodel installed, TensorFlow's start-up notices are
+filtered as in the other commands.
 
   onemodel-predict --saved_model=runs/fsdd/export/2500 clips/*.wav
   onemodel-predict --saved_model=runs/mnist/export/3500 digits/        (a directory)
@@ -9,6 +10,7 @@ onemodel's packages blocked).
 A text signature reads each file's lines; WAV and image signatures read each file (a
 directory means its files, sorted). Prints `input<TAB>output<TAB>score` per line."""
 
+import contextlib
 import os
 import sys
 
@@ -61,19 +63,24 @@ def main(argv):
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   prog = "onemodel-predict"
   paths = argv[1:]
-  if not FLAGS.saved_model or not os.path.isdir(FLAGS.saved_model):
+  if not FLAGS.saved_model:
+    sys.exit(f"{prog}: error: give --saved_model=DIR (a directory onemodel-export wrote)")
+  if not os.path.isdir(FLAGS.saved_model):
     sys.exit(f"{prog}: error: --saved_model {FLAGS.saved_model} is not a directory")
   if not paths:
     sys.exit(f"{prog}: error: give input files or directories after the flags")
-  import tensorflow as tf
-  import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
+  with _quiet_start():
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
+    tf.config.list_physical_devices()
   try:
     loaded = tf.saved_model.load(FLAGS.saved_model)
   except Exception as e:
     sys.exit(f"{prog}: error: {FLAGS.saved_model} is not a SavedModel: {e}")
   if FLAGS.signature not in loaded.signatures:
-    sys.exit(f"{prog}: error: no signature {FLAGS.signature!r}; it has "
-             f"{', '.join(sorted(loaded.signatures))}")
+    sys.exit(f"{prog}: error: {FLAGS.saved_model} has no signature {FLAGS.signature!r} (a "
+             "mixture's export has one per problem and no default): pass --signature="
+             f"one of {', '.join(sorted(loaded.signatures))}")
   fn = loaded.signatures[FLAGS.signature]
   kind = next(iter(fn.structured_input_signature[1]))  # 'text', 'wav' or 'image'
   try:
@@ -101,7 +108,24 @@ def main(argv):
     sys.exit(1)
 
 
+def _quiet_start():
+  """TensorFlow's start-up notices filtered as every onemodel command filters them, when
+  onemodel is installed; a serving machine with TensorFlow alone sees them unfiltered."""
+  try:
+    from onemodel.cli import native_stderr
+  except ImportError:
+    return contextlib.nullcontext()
+  return native_stderr.filtered()
+
+
 def run():
+  # absl's --help prints the main module's docstring and key flags; the console
+  # script's shim has neither (as onemodel/cli/common.py does for the other commands).
+  main_module = sys.modules["__main__"]
+  if not main_module.__doc__:
+    main_module.__doc__ = __doc__
+  for flag in FLAGS.get_flags_for_module(__name__):
+    FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   app.run(main)
 
 

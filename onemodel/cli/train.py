@@ -1,4 +1,4 @@
-"""onemodel-train: train (and evaluate) one problem; re-running resumes.
+r"""onemodel-train: train (and evaluate) one problem or a mixture; re-running resumes.
 
   onemodel-train --gin_file=gin/experiments/mnist.gin --output_dir=/tmp/mnist \
       --manual_dir=../shared/data

@@ -202,10 +202,12 @@ def plan(w: Workload, m: hardware.Machine, chips: int, global_batch: float,
                        f"parallelism or sharded optimizer state")
   return {
       "workload": w.name, "hardware": m.system.name, "interconnect": m.inter.name,
+      "intra_node": m.intra.name if m.intra else None,
+      "chips_per_node": m.system.chips_per_node, "topology": m.system.topology,
       "chips": chips, "global_batch": global_batch, "per_chip_batch": per_chip,
       "strategy": opt.strategy, "time_to_train_s": time_s, "step_time_s": step,
       "compute_s": compute, "optimizer_update_s": update, "communication_s": exposed, "communication_total_s": comm,
-      "straggler_s": strag, "examples_per_sec": examples_per_s,
+      "straggler_s": strag, "throughput_per_sec": examples_per_s,  # in `unit`s
       "scaling_efficiency": examples_per_s / (chips * speed), "steps": steps,
       "staleness": staleness, "chip_examples_per_sec": speed, "unit": w.unit,
       "assumptions": assumptions,

@@ -43,7 +43,9 @@ def read_scalars(logdir: str) -> dict:
   files = sorted(f for f in os.listdir(logdir) if "tfevents" in f) \
       if os.path.isdir(logdir) else []
   for f in files:
-    for ev in tf.compat.v1.train.summary_iterator(os.path.join(logdir, f)):
+    # (tf.compat.v1.train.summary_iterator is deprecated in favour of exactly this.)
+    for record in tf.data.TFRecordDataset(os.path.join(logdir, f)):
+      ev = tf.compat.v1.Event.FromString(record.numpy())
       for v in ev.summary.value:
         if v.HasField("tensor"):
           arr = tf.make_ndarray(v.tensor)
@@ -86,6 +88,9 @@ def load(run: str) -> Workload:
   train_steps = int(_gin_value(text, "TrainConfig.train_steps") or 0)
   log_every = int(_gin_value(text, "TrainConfig.log_every_steps") or 1)
   problem = _gin_value(text, "TrainConfig.problem") or "run"
+  if problem.startswith("@"):  # a mixture defined in gin: `@joint/Mixture()` -> its name
+    scope = problem[1:].split("Mixture", 1)[0]
+    problem = f"mixture {_gin_value(text, scope + 'Mixture.name') or scope.strip('/')}"
   logdir = os.path.join(run, "train")
   if not os.path.isdir(logdir) or not any("tfevents" in f for f in os.listdir(logdir)):
     raise UserError(f"run directory {run} lacks the measurement tokens_per_sec (no "

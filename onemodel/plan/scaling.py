@@ -68,9 +68,18 @@ def stop_point(rows: List[dict]) -> dict:
 def limits(w, m, chips, global_batch, opt=None, mfu_table=None) -> dict:
   opt = opt or planner.Options()
   per_chip = global_batch / chips
-  weak = sweep(w, m, per_chip_batch=per_chip, opt=opt, mfu_table=mfu_table)
   strong = sweep(w, m, global_batch=global_batch, opt=opt, mfu_table=mfu_table)
-  return {"weak_scaling": dict(stop_point(weak), per_chip_batch=per_chip),
+  sm = w.step_model
+  if opt.steps is None and opt.epochs is None and sm.epochs is None and not sm.b_noise:
+    # Without B_noise the steps at a larger batch are unknown: saying "stops paying past
+    # 1 chip" would be the assumption (steps fixed), not a finding.
+    weak = {"chips": None, "global_batch": None, "gain": None,
+            "reason": "unknown: the run measured no noise scale, so the steps a larger "
+                      "batch needs are unknown; train with TrainConfig.noise_scale=True "
+                      "(and grad_accum_steps >= 2) to measure B_noise"}
+  else:
+    weak = stop_point(sweep(w, m, per_chip_batch=per_chip, opt=opt, mfu_table=mfu_table))
+  return {"weak_scaling": dict(weak, per_chip_batch=per_chip),
           "strong_scaling": dict(stop_point(strong), per_chip_batch=None)}
 
 
@@ -82,8 +91,11 @@ def sync_vs_async(w, m, chips, global_batch, opt=None, mfu_table=None) -> dict:
                    mfu_table)
   winner = "sync" if s["time_to_train_s"] <= a["time_to_train_s"] else "async"
   if winner == "async":
-    why = (f"async: no all-reduce or straggler wait ({1e3 * (s['communication_s'] + s['straggler_s']):.2f} "
-           f"ms a sync step) outweighs staleness {a['staleness']:g}")
+    why = (f"async saves the all-reduce and straggler wait "
+           f"({1e3 * (s['communication_s'] + s['straggler_s']):.2f} ms a sync step) at "
+           f"staleness {a['staleness']:g}, whose cost in extra steps is assumed "
+           f"({opt.staleness_cost:g} x staleness), not measured for this workload: "
+           "measure both (benchmarks/sync_vs_async.py) before switching")
   else:
     why = (f"sync: async pays {a['steps'] / s['steps']:.2f}x the updates (each one "
            f"worker's batch, stale by {a['staleness']:g}) and "
@@ -109,7 +121,11 @@ def batch1(w, m, opt=None, mfu_table=None) -> dict:
   got = model_parallel.batch1_chips(compute, seq, w.model_dim, w.layers,
                                     link.bandwidth, link.latency_s)
   got["sequence_tokens"] = seq
-  got["reason"] = (f"one {seq:g}-token sequence: {got['tensor_parallel']}-way tensor "
-                   f"parallel x {got['pipeline_stages']} pipeline stage(s) at "
+  tp, pp = got["tensor_parallel"], got["pipeline_stages"]
+  split = " and ".join(
+      ([f"each layer's matrices split over {tp} chips (tensor parallel)"] if tp > 1 else [])
+      + ([f"the layers cut into {pp} pipeline stages"] if pp > 1 else [])) or \
+      "no split pays (one chip)"
+  got["reason"] = (f"one sequence of {seq:,.0f} tokens: {split}, at "
                    f"{100 * got['efficiency']:.0f}% efficiency over {link.name}")
   return got

@@ -38,6 +38,15 @@ class ImageFolder(base.Source):
                       "other pairs (e.g. an image + caption list)")
     root = os.path.join(raw_dir, self.dirs[split])
     classes = specs["targets"].class_names
+    counts = dict.fromkeys(classes, 0)
+    yield from self._class_images(split, root, specs, skipped, counts)
+    empty = [c for c in classes if not counts[c]]
+    if empty:  # the model can never learn (or be scored on) such a class
+      print(f"onemodel: warning: {self.dirs[split]}: no images of class "
+            f"{', '.join(repr(c) for c in empty)} (folder missing or empty)", flush=True)
+
+  def _class_images(self, split, root, specs, skipped, counts):
+    classes = specs["targets"].class_names
     for folder in sorted(os.listdir(root)):
       path = os.path.join(root, folder)
       if not os.path.isdir(path):
@@ -53,4 +62,5 @@ class ImageFolder(base.Source):
         except values.BadValue as e:
           skipped.skip(where, str(e))
           continue
+        counts[folder] += 1
         yield where, {"inputs": img, "targets": classes.index(folder)}

@@ -72,7 +72,7 @@ def wav(path: str, sample_rate: int) -> np.ndarray:
         raise BadValue(f"sample rate {w.getframerate()} Hz, expected {sample_rate}")
       data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
   except (wave.Error, EOFError, OSError) as e:
-    raise BadValue(f"not a readable WAV ({e})") from e
+    raise BadValue(f"not a readable WAV ({str(e) or type(e).__name__})") from e
   if data.size == 0:
     raise BadValue("no samples")
   return data.astype(np.int16)
