@@ -32,7 +32,7 @@ def train(workers, args, out):
   """Runs onemodel-train with `workers` workers (worker i in namespace i); returns the
   progress lines of worker 0."""
   bin_dir = os.path.dirname(sys.executable)
-  gin = [f"--gin_file={ROOT}/gin/experiments/multi30k_en_de.gin"] + [
+  gin = [f"--gin_file={ROOT}/gin/experiments/multi30k_en_de_base.gin"] + [
       f"--gin_param={p}" for p in (
           f"TrainConfig.train_steps={args.steps}", "TrainConfig.batch_tokens=0",
           "TrainConfig.pack=True", "TrainConfig.batch_size=16",
