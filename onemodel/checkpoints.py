@@ -55,8 +55,12 @@ class Keeper:
   """A `tf.train.CheckpointManager` over `directory` with the rules above."""
 
   def __init__(self, checkpoint: tf.train.Checkpoint, directory: str, max_to_keep: int,
-               watched: Sequence[tf.Variable] = (), without_inputs=None):
+               watched: Sequence[tf.Variable] = (), without_inputs=None,
+               read_only: bool = False):
     self.checkpoint, self.directory, self.max_to_keep = checkpoint, directory, max_to_keep
+    # Evaluation, export, decoding: an unreadable checkpoint is skipped, never moved (a
+    # trainer may still be writing the run).
+    self.read_only = read_only
     self.watched = list(watched)
     # () -> the same checkpoint without the input iterators, for a resume after the
     # input pipeline changed (another batch size, shuffle buffer or data).
@@ -74,7 +78,15 @@ class Keeper:
                       f"checkpoint (the last good one is {self.latest or 'none'})")
     if self.latest and self.latest.endswith(f"-{step}"):
       return self.latest
-    return self.manager.save(checkpoint_number=step)
+    try:
+      return self.manager.save(checkpoint_number=step)
+    except (OSError, tf.errors.OpError) as e:  # a full disk, a directory gone read-only
+      for temp in tf.io.gfile.glob(os.path.join(self.directory, f"ckpt-{step}_temp*")):
+        tf.io.gfile.rmtree(temp)  # the half-written checkpoint; the earlier ones stay
+      raise UserError(f"checkpoint at step {step} could not be written to {self.directory} "
+                      f"({_first_line(e)}); the earlier checkpoints are kept (latest: "
+                      f"{self.latest or 'none'}): make room, then run the same command to "
+                      "resume") from e
 
   def restore(self, path: str = "", complete: bool = True, config_diff=()) -> Optional[str]:
     """Restores `path`, or the newest readable checkpoint -> its path (None: none yet).
@@ -112,10 +124,12 @@ class Keeper:
           raise UserError(f"checkpoint {candidate} cannot be read: "
                           f"{_first_line(e)}") from e
         older = candidates[i + 1] if i + 1 < len(candidates) else None
+        where = "left in place" if self.read_only else \
+            f"moved to {self._quarantine(candidate)}"
         print(f"onemodel: warning: checkpoint {candidate} cannot be read "
-              f"({_first_line(e)}); moved to {self._quarantine(candidate)}"
-              + (f", falling back to {older}" if older else ", starting from scratch"),
-              flush=True)
+              f"({_first_line(e)}); {where}"
+              + (f", falling back to {older}" if older else
+                 "" if self.read_only else ", starting from scratch"), flush=True)
     return None
 
   @staticmethod

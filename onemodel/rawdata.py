@@ -16,6 +16,7 @@ import gzip
 import inspect
 import io
 import os
+import sys
 import tempfile
 import zlib
 from typing import Dict
@@ -138,13 +139,17 @@ def preparation(fn):
     for a dataset not prepared yet creates an empty `tmp*tfds` directory it never
     removes (`DatasetInfo.initialize_from_bucket`, tfds 4.9), two per preparation;
   - when it fails, the directories it created under `data_dir` that are still empty
-    (TFDS's `downloads/extracted`, the dataset's own directory) are removed."""
+    (TFDS's `downloads/extracted`, the dataset's own directory) are removed;
+  - TFDS's "Downloading and preparing dataset Unknown size ..." and "... downloaded and
+    prepared to ..." lines are not shown: onemodel prepares from local files, and the
+    commands say what they prepared."""
   @functools.wraps(fn)
   def wrapped(*args, **kwargs):
     data_dir = inspect.signature(fn).bind(*args, **kwargs).arguments["data_dir"]
     before = set(_local_dirs(data_dir))
     saved = tempfile.tempdir
-    with tempfile.TemporaryDirectory(prefix="onemodel-prepare-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="onemodel-prepare-") as scratch, \
+        contextlib.redirect_stdout(_WithoutLines(sys.stdout, _TFDS_NOTICES)):
       tempfile.tempdir = scratch
       try:
         return fn(*args, **kwargs)
@@ -163,3 +168,27 @@ def _local_dirs(root: str) -> list:
   if "://" in root or not os.path.isdir(root):
     return []
   return [d for d, _, _ in os.walk(root)]
+
+
+# The start of TFDS's own lines around a preparation (dataset_builder.py, tfds 4.9).
+_TFDS_NOTICES = ("Downloading and preparing dataset", "Dataset onemodel_")
+
+
+class _WithoutLines(io.TextIOBase):
+  """A text stream passing everything to `target` except lines starting with one of
+  `prefixes` (print writes a line and its newline in two calls: both are dropped)."""
+
+  def __init__(self, target, prefixes):
+    super().__init__()
+    self.target, self.prefixes, self.dropped = target, prefixes, False
+
+  def write(self, s):
+    if s.lstrip("\x1b[0123456789;m").startswith(self.prefixes) or \
+        (self.dropped and s == "\n"):
+      self.dropped = s != "\n"
+      return len(s)
+    self.dropped = False
+    return self.target.write(s)
+
+  def flush(self):
+    self.target.flush()

@@ -45,19 +45,28 @@ class RunDir:
   def join(self, *names) -> str:
     return os.path.join(self.path, *names)
 
-  def check_writable(self, probe_dir: str = "") -> None:
-    """Fails early, with the directory's name, if the output dir is not writable. A
-    non-chief worker probes its own `probe_dir` under it: all workers probing one file
-    in OUTPUT_DIR raced (one removed the other's probe, or the chief's cleanup removed a
-    worker's half-written one), failing a multi-worker start now and then."""
+  def check_writable(self, checkpoint_dir: str) -> None:
+    """Fails early, with the directory's name, if this task cannot write its checkpoint
+    directory (else a read-only one shows only at the first save, after training work)
+    or, on the chief, OUTPUT_DIR. A non-chief worker probes only its own checkpoint dir:
+    all workers probing one file in OUTPUT_DIR raced (one removed the other's probe, or
+    the chief's cleanup removed a worker's half-written one)."""
+    for probe_dir in ([""] if self.is_chief else []) + [checkpoint_dir]:
+      self._probe(probe_dir)
+
+  def _probe(self, probe_dir: str) -> None:
     probe = os.path.join(probe_dir or self.path, f".write_probe-{os.getpid()}")
+    made = probe_dir and not tf.io.gfile.isdir(probe_dir)
     try:
       tf.io.gfile.makedirs(os.path.dirname(probe))
       fileio.atomic_write_text(probe, "ok")
       tf.io.gfile.remove(probe)
+      if made:  # nothing is left in a run before its lock is taken (a refused trainer)
+        tf.io.gfile.rmtree(probe_dir)
     except (OSError, tf.errors.OpError) as e:
       reason = getattr(e, "strerror", None) or getattr(e, "message", None) or e
-      raise UserError(f"output dir {self.path} is not writable: {reason}") from e
+      where = probe_dir if probe_dir else f"output dir {self.path}"
+      raise UserError(f"{where} is not writable: {reason}") from e
 
   # -- one trainer per run ---------------------------------------------------------------
 

@@ -124,7 +124,8 @@ class Trainer:
       ckpt_dir = self.run_dir.join(".worker_scratch", "%s_%d" % distribute.task())
     self.keeper = checkpoints.Keeper(self.checkpoint, ckpt_dir, self.cfg.keep_checkpoints,
                                      watched=self.model.trainable_variables,
-                                     without_inputs=self._checkpoint_without_inputs)
+                                     without_inputs=self._checkpoint_without_inputs,
+                                     read_only=not training)
 
   # -- building ----------------------------------------------------------------------------
 
@@ -289,7 +290,7 @@ class Trainer:
   def train(self, config_text: str = "", operative_config=lambda: ""):
     """Trains to cfg.train_steps, resuming the run's latest checkpoint; evaluates at the
     end. `config_text` becomes OUTPUT_DIR/config.gin once the restore has succeeded."""
-    self.run_dir.check_writable("" if self.is_chief else self.keeper.directory)
+    self.run_dir.check_writable(self.keeper.directory)
     self.run_dir.lock()
     try:
       return self._train(config_text, operative_config)

@@ -29,6 +29,16 @@ def _run_flags(run, data_dir, manual_dir):
   return [f"--output_dir={run}", f"--data_dir={data_dir}", f"--manual_dir={manual_dir}"]
 
 
+def _fresh_mnist_run(tmp_path, steps, data_dir, manual_dir):
+  """A tiny mnist run of this test's own -> (its directory, its directory flags)."""
+  out = tmp_path / "run"
+  flags = _run_flags(out, data_dir, manual_dir)
+  rc, so, se = cli("onemodel-train", *tiny_gin("mnist", steps, [
+      "TrainConfig.final_eval_role=''"]), *flags)
+  assert rc == 0, se[-2000:]
+  return out, flags
+
+
 def test_decode_bad_files_are_one_line_and_write_nothing(runs, data_dir, manual_dir,
                                                         tmp_path):
   flags = _run_flags(runs["multi30k_en_de"], data_dir, manual_dir)
@@ -127,11 +137,7 @@ def test_a_huge_binding_value_is_not_echoed_whole(tmp_path):
 
 def test_incompatible_rerun_is_one_line_with_the_reason_first(tmp_path, data_dir,
                                                              manual_dir):
-  out = tmp_path / "run"
-  dirs = [f"--output_dir={out}", f"--data_dir={data_dir}", f"--manual_dir={manual_dir}"]
-  rc, so, se = cli("onemodel-train", *tiny_gin("mnist", 2, [
-      "TrainConfig.final_eval_role=''"]), *dirs)
-  assert rc == 0, se[-2000:]
+  out, dirs = _fresh_mnist_run(tmp_path, 2, data_dir, manual_dir)
   before = sorted(os.listdir(out / "checkpoints"))
   rc, so, se = cli("onemodel-train", *tiny_gin("fsdd", 4, [
       "TrainConfig.final_eval_role=''", "TrainConfig.log_every_steps=4"]), *dirs)
@@ -144,8 +150,8 @@ def test_incompatible_rerun_is_one_line_with_the_reason_first(tmp_path, data_dir
 
 
 def test_prepare_leaves_nothing_behind(tmp_path, manual_dir):
-  """A prepare leaves no `tmp*tfds` directories in $TMPDIR; a failed one no empty
-  directories in --data_dir."""
+  """A prepare leaves no `tmp*tfds` directories in $TMPDIR and does not say it downloaded
+  anything; a failed one leaves no empty directories in --data_dir."""
   tmp = tmp_path / "tmp"
   tmp.mkdir()
   env_tmp = {"TMPDIR": str(tmp)}
@@ -154,6 +160,8 @@ def test_prepare_leaves_nothing_behind(tmp_path, manual_dir):
                         f"--data_dir={data}", f"--manual_dir={manual_dir}")
   assert rc == 0, se[-2000:]
   assert os.listdir(tmp) == []
+  assert "Downloading and preparing" not in so and "downloaded and prepared" not in so, so
+  assert "prepared fsdd in" in so
   fresh = tmp_path / "fresh"
   rc, so, se = _cli_env(env_tmp, "onemodel-prepare", "--problem=fsdd",
                         f"--data_dir={fresh}", f"--manual_dir={tmp_path / 'no_data'}")
@@ -188,14 +196,111 @@ def test_eval_checkpoint_flag_names_what_is_wrong(runs, data_dir, manual_dir):
 
 def test_eval_falls_back_from_a_garbage_index_like_training(tmp_path, data_dir,
                                                             manual_dir):
-  out = tmp_path / "run"
-  flags = [f"--output_dir={out}", f"--data_dir={data_dir}", f"--manual_dir={manual_dir}"]
-  rc, so, se = cli("onemodel-train", *tiny_gin("mnist", 4, [
-      "TrainConfig.final_eval_role=''"]), *flags)
-  assert rc == 0, se[-2000:]
+  out, flags = _fresh_mnist_run(tmp_path, 4, data_dir, manual_dir)
   (out / "checkpoints" / "ckpt-4.index").write_bytes(b"garbage, not an sstable")
   rc, so, se = cli("onemodel-eval", *flags, "--split=eval")
   assert rc == 0, se[-2000:]
   assert "ckpt-4 cannot be read" in so + se and "falling back to" in so + se
   assert "Traceback" not in se and "deprecat" not in se.lower(), se
+  # Evaluation only reads the run (a trainer may still be writing it): nothing moved.
+  assert (out / "checkpoints" / "ckpt-4.index").exists()
+  assert not (out / "checkpoints" / "corrupt").exists()
   assert json.load(open(out / "metrics_eval_step2.json"))["step"] == 2
+
+
+def test_planner_reads_right_for_a_run(runs):
+  """`onemodel-plan` on a run directory: no TensorFlow deprecation notice, the link the
+  chips really use, "unknown" where the run measured no noise scale, and no advice to
+  switch to async on an assumed staleness cost."""
+  rc, so, se = cli("onemodel-plan", f"--workload={runs['mnist']}", "--hardware=v100",
+                   "--chips=8")
+  assert rc == 0, se[-2000:]
+  assert "deprecat" not in se.lower(), se
+  lines = so.splitlines()
+  assert "on 8 x v100 (one node, nvlink2)" in lines[0], lines[0]
+  weak = next(l for l in lines if l.strip().startswith("weak scaling"))
+  assert "unknown: the run measured no noise scale" in weak, weak
+  assert "stops paying" not in weak
+  sync = next(l for l in lines if l.strip().startswith("sync vs async"))
+  if "sync:" not in sync:  # async wins on paper: said as an assumption, not as advice
+    assert "before switching" in sync and "async:" not in sync, sync
+  assert "-way tensor" not in so
+  rc, so, se = cli("onemodel-plan", f"--workload={runs['mnist']}", "--hardware=v100",
+                   "--chips=16", "--format=json")
+  out = json.loads(so)
+  assert "throughput_per_sec" in out and "examples_per_sec" not in out
+  assert out["limits"]["weak_scaling"]["chips"] is None
+
+
+def test_a_tf_config_task_outside_its_cluster_is_one_line(monkeypatch):
+  from onemodel import distribute
+  from onemodel.errors import UserError
+  cluster = {"worker": ["localhost:1", "localhost:2"]}
+  for task, needle in (({"type": "worker", "index": 2}, "task index 2 is out of range"),
+                       ({"type": "chief", "index": 0}, "task type 'chief' is not in"),
+                       ({"type": "worker", "index": -1}, "indices 0..1")):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+    with pytest.raises(UserError, match=needle):
+      distribute.tf_config()
+  monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster,
+                                              "task": {"type": "worker", "index": 1}}))
+  assert distribute.tf_config()["task"]["index"] == 1
+
+
+def test_a_skip_always_says_why():
+  from onemodel import rawdata
+  from onemodel.sources import values
+  skipped = rawdata.SkipCounter("t")
+  skipped.skip("5_theo_20.wav", "")
+  assert skipped.reasons == ["5_theo_20.wav: unreadable"]
+  import tempfile
+  with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+    f.write(b"RIFF")  # a header cut short: wave raises EOFError() with no message
+    f.flush()
+    with pytest.raises(values.BadValue, match=r"not a readable WAV \(\w+"):
+      values.wav(f.name, 8000)
+
+
+def test_predict_start_is_quiet(tmp_path):
+  """onemodel-predict, with onemodel installed, says its one line and nothing of
+  TensorFlow's start-up (an ERROR-level cuInit line on machines without a GPU driver)."""
+  (tmp_path / "in.txt").write_text("hello\n")
+  rc, so, se = cli("onemodel-predict", f"--saved_model={tmp_path}", str(tmp_path / "in.txt"))
+  one_line_error(rc, se, "is not a SavedModel")
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_earlier_ones(tmp_path,
+                                                                            monkeypatch):
+  """A checkpoint write that fails (here: the disk fills up in the middle of it) leaves
+  no half-written `ckpt-N_temp` and the earlier checkpoints, and says so in one line."""
+  import errno
+  import tensorflow as tf
+  from onemodel import checkpoints
+  from onemodel.errors import UserError
+  v = tf.Variable(1.0)
+  keeper = checkpoints.Keeper(tf.train.Checkpoint(v=v), str(tmp_path / "ckpt"), 3)
+  keeper.save(1)
+
+  def disk_full(checkpoint_number):
+    os.makedirs(tmp_path / "ckpt" / f"ckpt-{checkpoint_number}_temp")
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(keeper.manager, "save", disk_full)
+  with pytest.raises(UserError, match=r"step 2 could not be written .*No space left on "
+                                      r"device.*earlier checkpoints are kept"):
+    keeper.save(2)
+  assert sorted(os.listdir(tmp_path / "ckpt")) == [
+      "checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index"]
+
+
+def test_an_unwritable_checkpoint_directory_is_found_before_training(tmp_path, data_dir,
+                                                                     manual_dir):
+  """(A read-only directory cannot be made here: the tests may run as root. A file in
+  the place of checkpoints/ cannot be written into either.)"""
+  out = tmp_path / "run"
+  out.mkdir()
+  (out / "checkpoints").write_text("in the way")
+  rc, so, se = cli("onemodel-train", *tiny_gin("mnist", 2), f"--output_dir={out}",
+                   f"--data_dir={data_dir}", f"--manual_dir={manual_dir}")
+  one_line_error(rc, se, "is not writable")
+  assert "step 1" not in so and "step 2" not in so  # no training work was lost

@@ -199,9 +199,12 @@ def test_workers_probe_the_output_dir_without_racing(tmp_path, monkeypatch):
   monkeypatch.setattr(fileio, "atomic_write_text",
                       lambda path, text: (written.append(path), write(path, text))[1])
   out = str(tmp_path / "run")
-  rundir.RunDir(out, is_chief=True).check_writable()
+  ckpts = os.path.join(out, "checkpoints")
+  rundir.RunDir(out, is_chief=True).check_writable(ckpts)
   scratch = os.path.join(out, ".worker_scratch", "worker_1")
   rundir.RunDir(out, is_chief=False).check_writable(scratch)
-  assert [os.path.dirname(p) for p in written] == [out, scratch]
+  assert [os.path.dirname(p) for p in written] == [out, ckpts, scratch]
   assert all(os.path.basename(p).endswith(f"-{os.getpid()}") for p in written)
-  assert os.listdir(out) == [".worker_scratch"] and os.listdir(scratch) == []
+  # Nothing is left before the run's lock is taken: directories a probe made are gone.
+  assert os.listdir(out) == [".worker_scratch"]
+  assert not os.path.exists(ckpts) and not os.path.exists(scratch)

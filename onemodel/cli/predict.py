@@ -76,7 +76,8 @@ def main(argv):
   try:
     loaded = tf.saved_model.load(FLAGS.saved_model)
   except Exception as e:
-    sys.exit(f"{prog}: error: {FLAGS.saved_model} is not a SavedModel: {e}")
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    sys.exit(f"{prog}: error: {FLAGS.saved_model} is not a SavedModel: {first}")
   if FLAGS.signature not in loaded.signatures:
     sys.exit(f"{prog}: error: {FLAGS.saved_model} has no signature {FLAGS.signature!r} (a "
              "mixture's export has one per problem and no default): pass --signature="
