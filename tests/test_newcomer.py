@@ -261,14 +261,6 @@ def test_a_skip_always_says_why():
       values.wav(f.name, 8000)
 
 
-def test_predict_start_is_quiet(tmp_path):
-  """onemodel-predict, with onemodel installed, says its one line and nothing of
-  TensorFlow's start-up (an ERROR-level cuInit line on machines without a GPU driver)."""
-  (tmp_path / "in.txt").write_text("hello\n")
-  rc, so, se = cli("onemodel-predict", f"--saved_model={tmp_path}", str(tmp_path / "in.txt"))
-  one_line_error(rc, se, "is not a SavedModel")
-
-
 def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_earlier_ones(tmp_path,
                                                                             monkeypatch):
   """A checkpoint write that fails (here: the disk fills up in the middle of it) leaves
