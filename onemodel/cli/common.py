@@ -10,9 +10,9 @@ import sys
 from absl import app
 from absl import flags
 
-from onemodel.cli import native_stderr
 from onemodel import errors
 from onemodel import quiet
+from onemodel.cli import native_stderr
 from onemodel.errors import UserError
 
 FLAGS = flags.FLAGS
