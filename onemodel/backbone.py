@@ -106,7 +106,8 @@ class FeedForward(keras.layers.Layer):
     self.dropout = keras.layers.Dropout(dropout_rate)
     self.built = True
 
-  def call(self, x, training=False):
+  def call(self, x, training=False, token_mask=None):
+    del token_mask  # position-wise: padding changes nothing (MoEFeedForward routes by it)
     return self.outer(self.dropout(self.inner(x), training=training))
 
 
@@ -130,7 +131,10 @@ class Block(keras.layers.Layer):
     # Sublayers build on first call (a language model never calls cross-attention).
     self.built = True
 
-  def call(self, x, self_mask, context=None, context_mask=None, training=False):
+  def call(self, x, self_mask, context=None, context_mask=None, training=False,
+           token_mask=None):
+    """token_mask: optional [B, L] (1 = real position): padding takes no expert capacity
+    and does not count in an MoE FFN's balance loss or statistics."""
     h = self.self_norm(x)
     x = x + self.dropout(self.self_attn(h, h, self_mask, training=training), training=training)
     if self.cross and context is not None:
@@ -138,7 +142,8 @@ class Block(keras.layers.Layer):
       x = x + self.dropout(self.cross_attn(h, context, context_mask, training=training),
                            training=training)
     h = self.ffn_norm(x)
-    return x + self.dropout(self.ffn(h, training=training), training=training)
+    return x + self.dropout(self.ffn(h, training=training, token_mask=token_mask),
+                            training=training)
 
 
   def step(self, x, cache, index, cross_kv=None, context_mask=None):
@@ -184,16 +189,17 @@ class Backbone(keras.layers.Layer):
       attn_mask *= segment_mask(segment_ids, segment_ids, attn_mask.dtype)
     x = self.dropout(x, training=training)
     for layer in self.encoder_layers:
-      x = layer(x, attn_mask, training=training)
+      x = layer(x, attn_mask, training=training, token_mask=mask)
     return self.encoder_norm(x)
 
   def decode(self, y, encoder_out=None, encoder_mask=None, training=False,
-             segment_ids=None, encoder_segment_ids=None):
+             segment_ids=None, encoder_segment_ids=None, target_mask=None):
     """y: [B, T, D] (already shifted right) -> [B, T, D]; causal self-attention.
 
     segment_ids [B, T] / encoder_segment_ids [B, S]: optional, for packed rows; the
     self-attention is then causal within each segment and the cross-attention sees only
-    the encoder positions of the same segment."""
+    the encoder positions of the same segment. target_mask: optional [B, T] (1 = a real
+    target position), for MoE routing (see Block)."""
     t = tf.shape(y)[1]
     causal = tf.linalg.band_part(tf.ones([t, t], y.dtype), -1, 0)[tf.newaxis, tf.newaxis]
     if segment_ids is not None:
@@ -209,7 +215,8 @@ class Backbone(keras.layers.Layer):
                                      context_mask.dtype)           # [B, 1, T, S]
     y = self.dropout(y, training=training)
     for layer in self.decoder_layers:
-      y = layer(y, causal, encoder_out, context_mask, training=training)
+      y = layer(y, causal, encoder_out, context_mask, training=training,
+                token_mask=target_mask)
     return self.decoder_norm(y)
 
   def init_cache(self, batch_size, max_length, dtype=None):

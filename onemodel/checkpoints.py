@@ -2,11 +2,14 @@
 
 - Every model variable is saved under its own, unique path (`weights/<path>`); two
   variables with one path would silently share a checkpoint entry, so building fails.
+  Dropout's RNG states are saved under the model's attribute path to their layer, not
+  Keras' process-wide counter names (`rng_state_paths`).
 - A restore for training must match every object of the model, optimizer, step and
   input pipeline (`assert_existing_objects_matched`); a run whose checkpoint does not fit
   the current config is an `IncompatibleRun`, not a partly initialized model.
 - A checkpoint that cannot be read (truncated, corrupt) is moved aside into
-  `checkpoints/corrupt/` with a warning, and the one before it is used.
+  `checkpoints/corrupt/` with a warning, and the one before it is used. A storage error
+  that may pass (GCS, NFS) is retried, then stops the run with the checkpoint in place.
 - A checkpoint with a non-finite weight is never written (it would push out good ones).
 """
 
@@ -14,6 +17,7 @@ import os
 import time
 from typing import Optional, Sequence
 
+import keras
 import tensorflow as tf
 
 from onemodel import quiet
@@ -25,6 +29,16 @@ from onemodel.errors import UserError
 # sstable", also caught, after the InvalidArgumentError of a checkpoint that does not fit.)
 _UNREADABLE = (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.OutOfRangeError,
                tf.errors.UnknownError, tf.errors.InternalError, IndexError, OSError)
+# Of those, the ones that say the bytes themselves are bad: only these move a checkpoint
+# aside. The others (UnknownError, NotFound, OSError, Unavailable...) are what GCS or NFS
+# also raise for a moment's outage: retried after these waits (seconds), then one line
+# that leaves the checkpoint where it is.
+_DATA_LOSS = (tf.errors.DataLossError, tf.errors.OutOfRangeError, IndexError)
+RETRY_WAITS_S = (1.0, 4.0, 16.0)
+
+
+def _is_data_loss(e: Exception) -> bool:
+  return isinstance(e, _DATA_LOSS) or type(e) is tf.errors.OpError  # pylint: disable=unidiomatic-typecheck
 
 
 class IncompatibleRun(UserError):
@@ -35,14 +49,49 @@ class NonFinite(UserError):
   """Training produced a non-finite loss or weight."""
 
 
-def variables_by_path(variables: Sequence[tf.Variable]) -> dict:
-  """{path: variable}, failing if two variables share a path (one checkpoint entry)."""
+def variables_by_path(variables: Sequence[tf.Variable], renamed: Optional[dict] = None
+                      ) -> dict:
+  """{path: variable}, failing if two variables share a path (one checkpoint entry).
+  `renamed`: {id(variable): path} for variables whose own path is not stable."""
   out = {}
   for v in variables:
-    if v.path in out and out[v.path] is not v:
-      raise ValueError(f"two model variables share the checkpoint path {v.path!r}: name "
+    path = (renamed or {}).get(id(v), v.path)
+    if path in out and out[path] is not v:
+      raise ValueError(f"two model variables share the checkpoint path {path!r}: name "
                        "each layer uniquely (adapters are named by their problem)")
-    out[v.path] = v
+    out[path] = v
+  return out
+
+
+def rng_state_paths(root) -> dict:
+  """{id(state variable): stable path} of every Keras `SeedGenerator` under `root` (the
+  RNG state of each dropout layer), the path being the attribute names that lead to it.
+
+  Keras names a seed generator from a counter shared by the whole process
+  (`seed_generator_12/seed_generator_state`), so the path a dropout layer's state was
+  saved under depended on what the process had built before: a second model in one
+  process (a notebook, an evaluation after a training run) could not restore a
+  checkpoint with dropout."""
+  out, seen = {}, set()
+
+  def visit(obj, path):
+    if id(obj) in seen:
+      return
+    seen.add(id(obj))
+    if isinstance(obj, keras.random.SeedGenerator):
+      out[id(obj.state)] = f"{path}/seed_generator_state"
+    elif isinstance(obj, keras.layers.Layer):
+      for name, value in sorted(vars(obj).items()):
+        if not name.startswith("_"):
+          visit(value, f"{path}/{name}" if path else name)
+    elif isinstance(obj, (list, tuple)):
+      for i, value in enumerate(obj):
+        visit(value, f"{path}/{i}")
+    elif isinstance(obj, dict):
+      for key, value in sorted(obj.items(), key=lambda kv: str(kv[0])):
+        visit(value, f"{path}/{key}")
+
+  visit(root, "")
   return out
 
 
@@ -100,6 +149,25 @@ class Keeper:
           "'.index')" if tf.io.gfile.exists(path) else "does not exist"))
     candidates = [path] if path else list(reversed(self.manager.checkpoints))
     for i, candidate in enumerate(candidates):
+      e = self._try_restore(candidate, complete, config_diff)
+      if e is None:
+        return candidate
+      if path:
+        raise UserError(f"checkpoint {candidate} cannot be read: {_first_line(e)}") from e
+      older = candidates[i + 1] if i + 1 < len(candidates) else None
+      where = "left in place" if self.read_only else \
+          f"moved to {self._quarantine(candidate)}"
+      print(f"onemodel: warning: checkpoint {candidate} cannot be read "
+            f"({_first_line(e)}); {where}"
+            + (f", falling back to {older}" if older else
+               "" if self.read_only else ", starting from scratch"), flush=True)
+    return None
+
+  def _try_restore(self, candidate: str, complete: bool, config_diff):
+    """Restores one checkpoint -> None, or the data-loss error that makes it unreadable.
+    A checkpoint that does not fit is an IncompatibleRun; a transient storage error is
+    retried, then a UserError that leaves the checkpoint in place."""
+    for wait in RETRY_WAITS_S + (None,):
       try:
         try:
           self._restore(self.checkpoint, candidate, complete)
@@ -111,7 +179,7 @@ class Keeper:
                 "changed); resuming the weights and optimizer, reading a fresh shuffle "
                 "of the training data", flush=True)
           self._restore(self.without_inputs(), candidate, complete)
-        return candidate
+        return None
       except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
         _hide_unrestored_value_warnings()
         hint = "; ".join(config_diff) if config_diff else _first_line(e)
@@ -120,16 +188,16 @@ class Keeper:
             f"{hint}); train into a new --output_dir or keep the run's own config"
         ) from e
       except _UNREADABLE + (tf.errors.OpError,) as e:  # (after the clause above)
-        if path:
-          raise UserError(f"checkpoint {candidate} cannot be read: "
-                          f"{_first_line(e)}") from e
-        older = candidates[i + 1] if i + 1 < len(candidates) else None
-        where = "left in place" if self.read_only else \
-            f"moved to {self._quarantine(candidate)}"
-        print(f"onemodel: warning: checkpoint {candidate} cannot be read "
-              f"({_first_line(e)}); {where}"
-              + (f", falling back to {older}" if older else
-                 "" if self.read_only else ", starting from scratch"), flush=True)
+        if _is_data_loss(e):
+          return e
+        if wait is None:
+          raise UserError(
+              f"checkpoint {candidate} could not be read ({_first_line(e)}) in "
+              f"{len(RETRY_WAITS_S) + 1} attempts; it is left in place (a storage "
+              "outage does not make it corrupt): run the same command again") from e
+        print(f"onemodel: warning: reading checkpoint {candidate} failed "
+              f"({_first_line(e)}); retrying in {wait:g} s", flush=True)
+        time.sleep(wait)
     return None
 
   @staticmethod
@@ -139,10 +207,27 @@ class Keeper:
       status.expect_partial()
     status.assert_existing_objects_matched()
 
-  def _quarantine(self, prefix: str) -> str:
-    """Moves one checkpoint's files into checkpoints/corrupt/ and drops it from the
+  def path_at(self, step: int) -> str:
+    return os.path.join(self.directory, f"ckpt-{step}")
+
+  def steps(self) -> list:
+    """The steps of the checkpoints kept, oldest first."""
+    return [int(p.rsplit("-", 1)[1]) for p in self.manager.checkpoints]
+
+  def set_aside_after(self, step: int) -> list:
+    """Moves the checkpoints newer than `step` into checkpoints/unagreed/ (a worker that
+    saved a step the others did not; see distribute.newest_common_step) -> their paths."""
+    newer = [p for p, s in zip(self.manager.checkpoints, self.steps()) if s > step]
+    for prefix in newer:
+      print(f"onemodel: {prefix} was saved by this worker only; moved to "
+            f"{self._quarantine(prefix, 'unagreed')}, resuming with the other workers at "
+            f"step {step}", flush=True)
+    return newer
+
+  def _quarantine(self, prefix: str, into: str = "corrupt") -> str:
+    """Moves one checkpoint's files into checkpoints/INTO/ and drops it from the
     manager's list (the user's files are kept, never deleted)."""
-    dest = os.path.join(self.directory, "corrupt")
+    dest = os.path.join(self.directory, into)
     tf.io.gfile.makedirs(dest)
     for f in tf.io.gfile.glob(prefix + ".*"):
       tf.io.gfile.rename(f, os.path.join(dest, os.path.basename(f)), overwrite=True)

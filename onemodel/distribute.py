@@ -3,7 +3,8 @@
   --strategy=one_device | mirrored | multi_worker | parameter_server | tpu  [--tpu=NAME]
 
 The default picks one_device or mirrored from the visible devices. Clusters come from
-TF_CONFIG (one JSON per process, as Kubeflow and `onemodel-launch` write it). The trainer
+TF_CONFIG (one JSON per process, as Kubeflow and `onemodel-launch` write it) or from a
+SLURM job step (slurm.py). The trainer
 is written against `tf.distribute.Strategy`; only parameter-server training needs a
 `ClusterCoordinator` on top (see trainer.py).
 """
@@ -16,15 +17,24 @@ from typing import Optional
 
 import tensorflow as tf
 
+from onemodel import slurm
 from onemodel.errors import UserError
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker", "parameter_server", "tpu")
 
 
 def tf_config() -> dict:
+  """This process's cluster: TF_CONFIG, or one built from a SLURM job step (slurm.py),
+  then written to TF_CONFIG for TensorFlow's own resolvers."""
   raw = os.environ.get("TF_CONFIG", "")
   if not raw:
-    return {}
+    cfg = slurm.cluster_from_env()
+    if not cfg:
+      return {}
+    raw = os.environ["TF_CONFIG"] = json.dumps(cfg)
+    task = cfg["task"]
+    print(f"onemodel: SLURM job step: {task['type']} {task['index']} of a "
+          f"{len(cfg['cluster']['worker'])}-worker cluster", flush=True)
   try:
     cfg = json.loads(raw)
   except json.JSONDecodeError as e:
@@ -107,6 +117,19 @@ def worker_index(strategy) -> int:
   from tensorflow.python.distribute import multi_worker_util
   r = strategy.cluster_resolver
   return multi_worker_util.id_in_cluster(r.cluster_spec(), r.task_type, r.task_id)
+
+
+def newest_common_step(strategy, steps, slots: int) -> int:
+  """Multi-worker: the newest of `steps` (this worker's checkpoint steps, at most
+  `slots`) that every worker has, 0 if none. Each worker restores its own checkpoint,
+  and a kill between the chief's save and another worker's leaves them a save apart:
+  restoring each one's latest would resume them at different steps (a silent divergence,
+  or a hang in the first collective)."""
+  mine = tf.constant((list(steps)[-slots:] + [-1] * slots)[:slots], tf.int64)
+  every = tf.function(lambda: strategy.gather(
+      strategy.run(lambda: mine[tf.newaxis]), axis=0))().numpy()  # [replicas, slots]
+  common = set.intersection(*[set(row) for row in every.tolist()]) - {-1}
+  return max(common, default=0)
 
 
 def task() -> tuple:

@@ -1,12 +1,16 @@
 """SIGTERM (a scheduler's preemption) and Ctrl-C: save at the step reached, then exit.
 
-Multi-worker training uses TensorFlow's `PreemptionCheckpointHandler`: it agrees with
-every worker on the step at which all of them save (the save is a collective), which a
-per-process handler cannot do. Elsewhere a signal only sets a flag that the controller
-reads between chunks of steps, because the handler does not fit there: it does not
-support parameter-server training, is a no-op on GCP CPU machines, and probes the GCE
-metadata server over HTTP when it starts
-(tensorflow/python/distribute/failure_handling/failure_handling.py).
+A signal sets a flag that the controller reads between chunks of steps. Under
+multi-worker training every worker must save at one step (the save is a collective), so
+at each check the workers sum their flags in one all-reduce: a SIGTERM to any worker
+stops all of them at the same step, whatever the platform.
+
+TensorFlow's `PreemptionCheckpointHandler` agrees on the step too, but not everywhere:
+it is a no-op on GCE CPU and TPU machines ("does not support usage with TPU or CPU
+device on GCP"), watches the GCE metadata server instead of SIGTERM on GCE GPU machines,
+so a GKE CPU pod was killed without a save, and does not support parameter-server
+training (tensorflow/python/distribute/failure_handling/failure_handling.py). One
+scalar all-reduce per chunk of steps is the price of not depending on it.
 """
 
 import signal
@@ -31,21 +35,15 @@ _EXIT = {"SIGTERM": 143, "SIGINT": 130}  # 128 + the signal's number, as shells 
 class Interrupts:
   """Watches SIGTERM and SIGINT while training; `check(step)` saves and raises."""
 
-  def __init__(self, save: Callable[[int], str], strategy=None, scratch_dir: str = ""):
+  def __init__(self, save: Callable[[int], str], strategy=None):
     self.save, self.received = save, None
-    self._handler, self._previous = None, {}
+    self._previous, self._signalled_anywhere = {}, None
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-      self._handler = tf.distribute.experimental.PreemptionCheckpointHandler(
-          # An empty checkpoint: the handler restores it when it starts, and onemodel
-          # restores its own (with fallback past corrupt files); saving goes to `save`.
-          strategy.cluster_resolver, tf.train.Checkpoint(),
-          checkpoint_dir=scratch_dir,  # the handler's own bookkeeping only
-          termination_config=tf.distribute.experimental.TerminationConfig(
-              save_fn=save, exit_fn=self._exit_after_handler))
-      signals = (signal.SIGINT,)
-    else:
-      signals = (signal.SIGTERM, signal.SIGINT)
-    for s in signals:
+      self._signalled_anywhere = tf.function(
+          lambda flag: strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                       strategy.run(lambda: flag), axis=None),
+          input_signature=[tf.TensorSpec([], tf.float32)])
+    for s in (signal.SIGTERM, signal.SIGINT):
       self._previous[s] = signal.signal(s, self._on_signal)
 
   def _on_signal(self, signum, frame):
@@ -55,18 +53,21 @@ class Interrupts:
     self.received = signal.Signals(signum).name
 
   def check(self, step: int) -> None:
-    """Between chunks: if a signal came, save at `step` and raise `Interrupted`."""
-    if self._handler is not None:
-      self._step = step
-      self._handler.save_checkpoint_if_preempted(step)
-    if self.received:
+    """Between chunks: if a signal came (to any worker), save at `step` and raise
+    `Interrupted`. Under multi-worker training every worker must call it at every chunk
+    (it is a collective)."""
+    received = self.received
+    if self._signalled_anywhere is not None:
+      anywhere = float(self._signalled_anywhere(tf.constant(1.0 if received else 0.0)))
+      received = received or ("SIGTERM" if anywhere else None)  # another worker's
+      if received:
+        self.save(step)
+        raise Interrupted(f"preempted ({received}) at step {step}; checkpoint saved; "
+                          "run the same command again to resume", _EXIT[received])
+    if received:
       path = self.save(step)
-      raise Interrupted(f"stopped by {self.received} at step {step}; saved {path}; "
-                        "run the same command again to resume", _EXIT[self.received])
-
-  def _exit_after_handler(self):
-    raise Interrupted(f"preempted (SIGTERM) at step {self._step}; checkpoint saved; "
-                      "run the same command again to resume", _EXIT["SIGTERM"])
+      raise Interrupted(f"stopped by {received} at step {step}; saved {path}; "
+                        "run the same command again to resume", _EXIT[received])
 
   def close(self) -> None:
     for s, previous in self._previous.items():

@@ -110,9 +110,12 @@ class OneModel(keras.Model):
       y = tf.where(tf.equal(positions, 0)[:, :, tf.newaxis], task, y)
     y += base.position_embedding(tf.shape(targets)[1], self.cfg.model_dim, positions,
                                  y.dtype)
+    # Position t predicts targets[:, t]: it is padding where that target is.
+    target_mask = tf.cast(targets != vocab_lib.PAD_ID, y.dtype)              # [B, T]
     h = self.backbone.decode(y, encoder_out, encoder_mask, training=training,
                              segment_ids=segment_ids,
-                             encoder_segment_ids=encoder_segment_ids)
+                             encoder_segment_ids=encoder_segment_ids,
+                             target_mask=target_mask)
     return emb.logits(h)
 
   def decode_step(self, problem: str, prev_ids, index, caches, cross_kvs, encoder_mask):

@@ -8,9 +8,11 @@ the two gates renormalized to sum to 1). Every expert takes at most
   capacity = ceil(k * tokens * capacity_factor / num_experts)
 
 tokens per call (tokens = all positions of the [B, L] batch, padding included: a static
-shape). Tokens are served in order, first choices of all tokens before second choices; an
-assignment beyond capacity is dropped (its gate contributes 0, so the token passes through
-the block's residual connection only). Dropping happens only with `training=True`; at
+shape; padding itself is never routed, so it takes no capacity, and the model passes the
+padding mask of both the encoder and the decoder). Tokens are served in order, first
+choices of all tokens before second choices; an assignment beyond capacity is dropped
+(its gate contributes 0, so the token passes through the block's residual connection
+only). Dropping happens only with `training=True`; at
 inference capacity is unlimited, so full decoding and step-by-step decoding agree.
 
 Load balance (Switch form): aux = num_experts * sum_i f_i * P_i, with f_i the fraction of
@@ -124,8 +126,9 @@ class MoEFeedForward(keras.layers.Layer):
     }
     return tf.stack(slots), tf.stack(kept_gates), stats
 
-  def call(self, x, training=False, mask=None):
-    """x: [B, L, D]; mask: optional [B, L] (1 = real token; padding is not routed)."""
+  def call(self, x, training=False, token_mask=None):
+    """x: [B, L, D]; token_mask: optional [B, L] (1 = real token; padding is not routed).
+    (Not Keras' `mask` argument, which Keras would try to propagate.)"""
     d, e = self.model_dim, self.num_experts
     shape = tf.shape(x)
     xf = tf.reshape(x, [-1, d])                                     # [N, D]
@@ -134,7 +137,8 @@ class MoEFeedForward(keras.layers.Layer):
       static_n = int(x.shape[0]) * int(x.shape[1])
     n = static_n if static_n is not None else tf.shape(xf)[0]
     capacity = self.expert_capacity(n, training)
-    m = tf.ones([n]) if mask is None else tf.reshape(tf.cast(mask, tf.float32), [-1])
+    m = tf.ones([n]) if token_mask is None else \
+        tf.reshape(tf.cast(token_mask, tf.float32), [-1])
     probs = tf.nn.softmax(tf.cast(self.router(xf), tf.float32), axis=-1)
     slots, gates, stats = self.route(probs, m, capacity)             # [k, N] each
     # Dispatch: scatter tokens into [E * C (+1 overflow row), D] expert buffers.

@@ -1,7 +1,8 @@
 """The run directory: one trainer at a time, its config files, metrics, and leftovers.
 
 Layout of OUTPUT_DIR (local, `gs://` or any `tf.io.gfile` filesystem):
-  .lock                   the trainer that owns the run (pid, host); one at a time
+  .lock                   the trainer that owns the run (pid, host, process start); one
+                          at a time
   config.gin              the config the checkpoints were trained with (eval/export read it)
   operative_config.gin    every value actually used
   checkpoints/            see checkpoints.py
@@ -31,6 +32,33 @@ def _alive(pid: int) -> bool:
   except PermissionError:
     return True
   return True
+
+
+def _identity(pid: int) -> str:
+  """'BOOT_ID:START_TICKS' of a live process on Linux, '' where /proc cannot tell: a pid
+  alone is reused, by a restarted container most of all (PID 1 again, same hostname),
+  which then found its own pid 'alive' in the lock and refused itself forever."""
+  try:
+    with open("/proc/sys/kernel/random/boot_id") as f:
+      boot = f.read().strip()
+    with open(f"/proc/{pid}/stat") as f:
+      stat = f.read()
+    # Field 22 of proc(5), counted after the command name, which may hold spaces.
+    return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"
+  except (OSError, IndexError):
+    return ""
+
+
+def _stale_reason(owner: dict, host: str) -> str:
+  """Why a lock's owner is gone ('' if it may be alive), for owners on this host."""
+  if owner.get("host") != host or not owner.get("pid"):
+    return ""
+  pid = int(owner["pid"])
+  if not _alive(pid):
+    return f"process {pid} is gone"
+  if owner.get("started") and owner["started"] != _identity(pid):
+    return f"process {pid} is gone; its pid now belongs to another process"
+  return ""
 
 
 class RunDir:
@@ -76,7 +104,8 @@ class RunDir:
     if not self.is_chief:
       return
     path, me = self.join(LOCK), {"pid": os.getpid(), "host": socket.gethostname(),
-                                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+                                 "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                 "started": _identity(os.getpid())}
     for _ in range(2):
       if self._create_exclusive(path, json.dumps(me)):
         self._locked = True
@@ -85,10 +114,9 @@ class RunDir:
         owner = json.loads(fileio.read_text(path))
       except (ValueError, tf.errors.OpError):
         owner = {}
-      if owner.get("host") == me["host"] and owner.get("pid") and \
-          not _alive(int(owner["pid"])):
-        print(f"onemodel: taking over the stale lock of {self.path} (process "
-              f"{owner['pid']} is gone)", flush=True)
+      stale = _stale_reason(owner, me["host"])
+      if stale:
+        print(f"onemodel: taking over the stale lock of {self.path} ({stale})", flush=True)
         tf.io.gfile.remove(path)
         continue
       raise UserError(
@@ -160,7 +188,7 @@ _STRUCTURAL = ("TrainConfig.problem", "BackboneConfig.", "ImageConfig.", "Speech
 _RESUMABLE = ("TrainConfig.train_steps", "TrainConfig.log_every_steps",
               "TrainConfig.checkpoint_every_steps", "TrainConfig.keep_checkpoints",
               "TrainConfig.eval_", "TrainConfig.final_eval_role", "TrainConfig.report_mfu",
-              "TrainConfig.steps_per_loop", "DecodeConfig.")
+              "TrainConfig.steps_per_loop", "DecodeConfig.", "final/DecodeConfig.")
 
 
 def config_differences(old: str, new: str, limit: int = 4) -> list:

@@ -115,15 +115,53 @@ def validate(cfg: TrainConfig) -> TrainConfig:
       any(isinstance(b, bool) or not isinstance(b, int) or b < 1
           for b in cfg.bucket_boundaries):
     _fail("bucket_boundaries", cfg.bucket_boundaries, "a non-empty list of lengths >= 1")
-  # Combinations.
-  if cfg.grad_accum_steps > 1 and cfg.batch_tokens:
-    raise UserError("gin bindings TrainConfig.grad_accum_steps > 1 and "
-                    "TrainConfig.batch_tokens exclude each other (accumulated micro-"
-                    "batches need one shape); use batch_size or pack=True")
+  # Combinations, with each problem's own batch_tokens too (a per-problem override once
+  # slipped past these and failed mid-run with a traceback).
+  token_budgets = [("TrainConfig.batch_tokens", cfg.batch_tokens)] + [
+      (f"TrainConfig.per_problem[{name!r}]['batch_tokens']", over["batch_tokens"])
+      for name, over in cfg.per_problem.items() if "batch_tokens" in over]
+  for binding, tokens in token_budgets:
+    if cfg.grad_accum_steps > 1 and tokens:
+      raise UserError(f"gin bindings TrainConfig.grad_accum_steps > 1 and {binding} "
+                      "exclude each other (accumulated micro-batches need one shape); "
+                      "use batch_size or pack=True")
+    if cfg.pack and tokens:
+      raise UserError(f"gin bindings TrainConfig.pack and {binding} exclude each other")
   if cfg.noise_scale and cfg.grad_accum_steps < 2:
     raise UserError("gin binding TrainConfig.noise_scale=True needs two batch sizes: "
                     "set TrainConfig.grad_accum_steps >= 2")
-  if cfg.pack and cfg.batch_tokens:
-    raise UserError("gin bindings TrainConfig.pack and TrainConfig.batch_tokens "
-                    "exclude each other")
   return cfg
+
+
+def check_against_problems(c: TrainConfig, problems, num_replicas: int = 1):
+  """The settings that depend on the problems and the replicas, checked before anything
+  runs (a wrong role once failed only after training, at the evaluation)."""
+  names = [p.name for p in problems]
+  roles = [("final_eval_role", c.final_eval_role)]
+  if c.eval_every_steps:
+    roles.append(("eval_role", c.eval_role))
+  for binding, role in roles:
+    for p in problems:
+      if role and role not in p.splits:
+        raise UserError(f"gin binding TrainConfig.{binding}={role!r}: problem {p.name} "
+                        f"has no such split (its roles: {', '.join(sorted(p.splits))})")
+  for p in problems:
+    batch = c.per_problem.get(p.name, {}).get("batch_size", c.batch_size)
+    if batch % num_replicas:
+      binding = (f"per_problem[{p.name!r}]['batch_size']"
+                 if "batch_size" in c.per_problem.get(p.name, {}) else "batch_size")
+      raise UserError(f"gin binding TrainConfig.{binding}={batch}: the global batch must "
+                      f"divide evenly over the {num_replicas} replicas")
+  for name in c.per_problem:
+    if name not in names:
+      raise UserError(f"gin binding TrainConfig.per_problem names {name!r}, which is not "
+                      f"trained here ({', '.join(names)})")
+  for p in problems:
+    if c.cache and p.augment is not None:
+      raise UserError(f"gin binding TrainConfig.cache=True: problem {p.name} augments "
+                      "raw inputs every epoch (Problem.augment), so its features "
+                      "cannot be cached; turn the cache off")
+    bad = [r for r, spec in p.features() if spec.modality != "text"]
+    if c.pack and bad:
+      raise UserError(f"gin binding TrainConfig.pack=True: problem {p.name} has "
+                      f"non-text {', '.join(bad)}; packing is for text problems")

@@ -44,7 +44,7 @@ from onemodel import throughput
 from onemodel import train_step
 from onemodel.errors import UserError
 from onemodel.progress import Progress
-from onemodel.train_config import TrainConfig, validate
+from onemodel.train_config import TrainConfig, check_against_problems, validate
 
 __all__ = ["Trainer", "TrainConfig", "Progress"]
 
@@ -78,7 +78,7 @@ class Trainer:
     self.jit_compile = distribute.step_jit_compile(self.strategy,
                                                    self.cfg.jit_compile and training)
     self.run_dir = rundir_lib.RunDir(output_dir, self.is_chief)
-    self._check_problems()
+    check_against_problems(self.cfg, self.problems, self.strategy.num_replicas_in_sync)
     for p in self.problems:
       if self.is_chief and training:
         data_lib.prepare(p, data_dir, manual_dir)
@@ -93,7 +93,8 @@ class Trainer:
       self.sampler = mixtures.Sampler(
           self.mixture, [p.name for p in self.problems],
           [data_lib.train_size(p, data_dir) for p in self.problems], self.cfg.seed)
-    self.evaluators = {}
+    self.evaluators = {}  # (problem, DecodeConfig) -> Evaluator
+    self.examples = {}  # problem -> the last evaluation's first examples
     precision.apply(precision.from_gin())  # 'float32' or 'mixed_bfloat16'
     tf.keras.utils.set_random_seed(self.cfg.seed)
     backbone_cfg = backbone_cfg or backbone_lib.BackboneConfig()
@@ -101,6 +102,7 @@ class Trainer:
     # then the model carries them to every input pipeline, evaluation and export.
     self.modality_cfg = modality_cfg or adapters.ModalityConfigs.from_gin()
     self.decode_cfg = decoding.from_gin()  # how evaluation decodes (DecodeConfig.*)
+    self.final_decode_cfg = decoding.from_gin("final")  # ... the final one (final/...)
     with self.strategy.scope():
       self.model = model_lib.build(self.problems, self.vocabs, vocab_keys, backbone_cfg,
                                    self.modality_cfg)
@@ -111,7 +113,8 @@ class Trainer:
       self._build_model_variables()
     # Model weights by their unique paths, and only so: Keras 3 does not track layers
     # held in lists, and a variable saved under two names is listed under the first.
-    weights = checkpoints.variables_by_path(self.model.variables)
+    weights = checkpoints.variables_by_path(self.model.variables,
+                                            checkpoints.rng_state_paths(self.model))
     self.checkpoint = tf.train.Checkpoint(weights=weights, step=self.step,
                                           problem_steps=self.problem_steps)
     self.hooks, self.pruner, self.optimizer = [], None, None
@@ -132,22 +135,6 @@ class Trainer:
   def _setting(self, problem_name: str, key: str):
     """TrainConfig's `key` for one problem: its per_problem override, else the default."""
     return self.cfg.per_problem.get(problem_name, {}).get(key, getattr(self.cfg, key))
-
-  def _check_problems(self):
-    c, names = self.cfg, [p.name for p in self.problems]
-    for name in c.per_problem:
-      if name not in names:
-        raise UserError(f"gin binding TrainConfig.per_problem names {name!r}, which is not "
-                        f"trained here ({', '.join(names)})")
-    for p in self.problems:
-      if c.cache and p.augment is not None:
-        raise UserError(f"gin binding TrainConfig.cache=True: problem {p.name} augments "
-                        "raw inputs every epoch (Problem.augment), so its features "
-                        "cannot be cached; turn the cache off")
-      bad = [r for r, spec in p.features() if spec.modality != "text"]
-      if c.pack and bad:
-        raise UserError(f"gin binding TrainConfig.pack=True: problem {p.name} has "
-                        f"non-text {', '.join(bad)}; packing is for text problems")
 
   def _build_model_variables(self):
     """Creates the model's variables from an all-zeros batch of each problem's feature
@@ -248,17 +235,21 @@ class Trainer:
 
   # -- evaluation --------------------------------------------------------------------------
 
-  def evaluate(self, role: str, step: int, writer=None, tag: str = ""):
+  def evaluate(self, role: str, step: int, writer=None, tag: str = "", decode_cfg=None):
     """Each problem's metrics on its `role` split -> {metric: value} for one problem,
     {problem: {metric: value}} for a mixture. Also printed, written to TensorBoard and
-    to OUTPUT_DIR/metrics_ROLE[_TAG][_PROBLEM]_stepN.json."""
+    to OUTPUT_DIR/metrics_ROLE[_TAG][_PROBLEM]_stepN.json. `decode_cfg`: None for
+    `self.decode_cfg`."""
     out, started = {}, time.time()
+    decode_cfg = decode_cfg or self.decode_cfg
     for p in self.problems:
-      if p.name not in self.evaluators:  # compiled once, reused at every evaluation
-        self.evaluators[p.name] = evaluation.Evaluator(
+      key = (p.name, decode_cfg)
+      if key not in self.evaluators:  # compiled once, reused at every evaluation
+        self.evaluators[key] = evaluation.Evaluator(
             self.model, p, self.vocabs[p.name], self.data_dir, self.cfg.eval_batch_size,
-            self.decode_cfg)
-      results = self.evaluators[p.name].evaluate(role, self.cfg.eval_max_examples)
+            decode_cfg)
+      results = self.evaluators[key].evaluate(role, self.cfg.eval_max_examples)
+      self.examples[p.name] = self.evaluators[key].examples
       shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(results.items()))
       print(f"eval {p.name} {role} @ step {step}: {shown}", flush=True)
       if writer is not None:
@@ -297,13 +288,21 @@ class Trainer:
     finally:
       self.run_dir.unlock()
 
+  def _restore_for_training(self, diff):
+    if distribute.worker_count(self.strategy) < 2:
+      return self.keeper.restore(complete=True, config_diff=diff)
+    step = distribute.newest_common_step(self.strategy, self.keeper.steps(),
+                                         self.cfg.keep_checkpoints)
+    self.keeper.set_aside_after(step)
+    return self.keeper.restore(self.keeper.path_at(step), config_diff=diff) if step else None
+
   def _train(self, config_text, operative_config):
     cfg, run = self.cfg, self.run_dir
     for name in run.clean_leftovers():
       print(f"onemodel: removed the leftover {name} of an interrupted write", flush=True)
     runner = self._runner()
     diff = rundir_lib.config_differences(run.read_config(), config_text)
-    restored = self.keeper.restore(complete=True, config_diff=diff)
+    restored = self._restore_for_training(diff)
     for hook in self.hooks:
       if isinstance(hook, hooks_lib.NoiseScaleHook):
         hook.load()
@@ -323,8 +322,7 @@ class Trainer:
                         [self.model.target_embedding(p.name).vocab_size
                          for p in self.problems])
     hooks = list(self.hooks) + list(getattr(runner, "hooks", []))
-    interrupts = interrupts_lib.Interrupts(self.keeper.save, self.strategy,
-                                           run.join(".preemption"))
+    interrupts = interrupts_lib.Interrupts(self.keeper.save, self.strategy)
 
     def log_scalars(step, loss, rate, extra):
       lr = self.optimizer.learning_rate
@@ -360,7 +358,8 @@ class Trainer:
       run.write_json("instruments.json", summary)
     results = None
     if cfg.final_eval_role and self.is_chief:
-      results = self.evaluate(cfg.final_eval_role, step, eval_writer)
+      results = self.evaluate(cfg.final_eval_role, step, eval_writer,
+                              decode_cfg=self.final_decode_cfg)
     eval_writer.flush()
     if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
       # A last collective: no worker leaves while the chief is still evaluating (the

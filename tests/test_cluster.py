@@ -154,7 +154,7 @@ def test_multi_worker_identical_and_matches_single_device(tmp_path, data_dir, ma
 
 def test_sigterm_to_a_worker_saves_everywhere_and_resumes_exactly(tmp_path, data_dir,
                                                                   manual_dir):
-  """A preemption under multi-worker training (TensorFlow's PreemptionCheckpointHandler):
+  """A preemption under multi-worker training (the workers agree in an all-reduce):
   SIGTERM to worker 1 mid-run makes every worker save at one agreed step and the launcher
   exit 143 with no traceback; the same command again resumes at that step, losing none,
   and ends with the weights of an uninterrupted 2-worker run."""
@@ -191,6 +191,62 @@ def test_sigterm_to_a_worker_saves_everywhere_and_resumes_exactly(tmp_path, data
   assert whole.keys() == resumed.keys() and whole
   for name in whole:  # bitwise: measured so (TrainConfig.deterministic=True)
     np.testing.assert_array_equal(whole[name], resumed[name], err_msg=name)
+
+
+def test_sigterm_to_the_launcher_saves_and_exits_143(tmp_path, data_dir, manual_dir):
+  """A scheduler preempting the launcher itself: it passes SIGTERM on, every worker saves
+  at one step, and the launcher exits 143 (a preemption), not 130 (Ctrl-C)."""
+  proc = _start([os.path.join(BIN, "onemodel-launch"), "--num_workers=2", "--",
+                 *_train_args(tmp_path / "mw", data_dir, manual_dir, 100,
+                              ["TrainConfig.checkpoint_every_steps=1000"])])
+  lines, deadline = [], time.time() + 240
+  for line in proc.stdout:
+    lines.append(line)
+    if re.search(r"\[worker 0\] step \d+/100", line) or time.time() > deadline:
+      break
+  os.kill(proc.pid, signal.SIGTERM)
+  rc, rest = _finish(proc, 120)
+  out = "".join(lines) + rest
+  assert rc == 143, _failure(out)
+  assert "terminated (SIGTERM); every task was asked to save" in out, _failure(out)
+  saved = re.findall(r"\[worker (\d)\] onemodel-train: error: preempted \(SIGTERM\) at "
+                     r"step (\d+); checkpoint saved", out)
+  assert sorted(w for w, _ in saved) == ["0", "1"] and saved[0][1] == saved[1][1], \
+      _failure(out)
+
+
+def test_workers_resume_the_newest_step_all_of_them_saved(tmp_path, data_dir, manual_dir):
+  """A kill between the chief's save and worker 1's leaves the chief one checkpoint
+  ahead: both resume from the newest step both saved (the chief's newer one set aside,
+  not deleted) and end bitwise equal to an uninterrupted 2-worker run."""
+  launch = os.path.join(BIN, "onemodel-launch")
+  args = lambda out, steps: [launch, "--num_workers=2", "--", *_train_args(
+      out, data_dir, manual_dir, steps)]
+  rc, out = _finish(_start(args(tmp_path / "whole", 6)), 300)
+  assert rc == 0, _failure(out)
+  mw = tmp_path / "mw"
+  rc, out = _finish(_start(args(mw, 4)), 300)
+  assert rc == 0, _failure(out)
+  # Worker 1 "was killed" before its save at step 4.
+  scratch = str(mw / ".worker_scratch" / "worker_1")
+  for f in tf.io.gfile.glob(os.path.join(scratch, "ckpt-4.*")):
+    tf.io.gfile.remove(f)
+  tf.compat.v1.train.update_checkpoint_state(
+      scratch, os.path.join(scratch, "ckpt-2"),
+      all_model_checkpoint_paths=[os.path.join(scratch, "ckpt-2")],
+      all_model_checkpoint_timestamps=[time.time()])
+  rc, out = _finish(_start(args(mw, 6)), 300)
+  assert rc == 0, _failure(out)
+  assert re.search(r"\[worker 0\] resumed from \S+ckpt-2 at step 2\b", out), _failure(out)
+  assert re.search(r"\[worker 1\] resumed from \S+ckpt-2 at step 2\b", out), _failure(out)
+  assert "saved by this worker only; moved to" in out
+  assert (mw / "checkpoints" / "unagreed" / "ckpt-4.index").exists()
+  whole = _weights(str(tmp_path / "whole" / "checkpoints"))[1]
+  for ckpt_dir in (mw / "checkpoints", mw / ".worker_scratch" / "worker_1"):
+    path, resumed = _weights(str(ckpt_dir))
+    assert path.endswith("ckpt-6") and whole.keys() == resumed.keys() and whole
+    for name in whole:
+      np.testing.assert_array_equal(whole[name], resumed[name], err_msg=name)
 
 
 def test_parameter_server_cluster_trains(tmp_path, data_dir, manual_dir):

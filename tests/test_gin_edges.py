@@ -143,6 +143,32 @@ def test_trainer_resolves_gin_and_hands_it_down(tmp_path, data_dir, manual_dir,
                          decoding.DecodeConfig()], decode_cfgs
 
 
+def test_final_evaluation_decodes_with_the_final_scope(tmp_path, data_dir, manual_dir,
+                                                       monkeypatch):
+  """`final/DecodeConfig.*` decodes the final evaluation only, over the unscoped
+  bindings; the periodic evaluations keep the unscoped decoding (a recipe validates
+  greedily and reports its test split with beam search)."""
+  gin.parse_config_files_and_bindings([os.path.join(ROOT, "gin/models/tiny.gin")], [
+      "TrainConfig.problem = 'mnist'", "TrainConfig.train_steps = 2",
+      "TrainConfig.batch_size = 4", "TrainConfig.eval_every_steps = 1",
+      "TrainConfig.eval_max_examples = 4", "TrainConfig.final_eval_role = 'eval'",
+      "DecodeConfig.beam_size = 2", "final/DecodeConfig.method = 'beam'"])
+  decode_cfgs = []
+  decode_function = decoding.decode_function
+
+  def spy_decode(model, problem, max_len, cfg):
+    decode_cfgs.append(cfg)
+    return decode_function(model, problem, max_len, cfg)
+
+  monkeypatch.setattr(decoding, "decode_function", spy_decode)
+  t = trainer_lib.Trainer(str(tmp_path), data_dir, manual_dir)
+  gin.clear_config()
+  t.train()
+  assert decode_cfgs == [decoding.DecodeConfig(beam_size=2),
+                         decoding.DecodeConfig(method="beam", beam_size=2)], decode_cfgs
+  assert os.path.exists(tmp_path / "metrics_eval_step2.json")
+
+
 def test_optimizer_schedule_pruning_precision_read_no_gin():
   """The builders use the values they are given (here: the defaults), whatever gin binds
   (before, `optim.optimizer`, `pruning.maybe_pruner` and `precision.apply` read gin)."""

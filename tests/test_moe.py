@@ -1,5 +1,7 @@
 """Mixture-of-experts FFN: capacity, dropped tokens, balance loss, backbone integration."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -142,6 +144,40 @@ def test_backbone_with_moe_trains():
   router = bb.encoder_layers[0].ffn.router.kernel
   assert aux["num_layers"] == 1   # decoder layers not called since the reset
   assert np.abs(tape.gradient(aux["loss"], router).numpy()).sum() > 0
+
+
+def test_padding_takes_no_expert_in_the_full_model():
+  """Inside the whole model (text -> text), padding of the inputs and of the targets is
+  not routed: it takes no capacity and is not counted in the statistics, and the real
+  positions' logits do not depend on how much padding the batch carries."""
+  from onemodel import model as model_lib
+  from onemodel import problem as problem_lib
+  spec = problem_lib.FeatureSpec("text", length=8, vocab=problem_lib.VocabSpec())
+  p = problem_lib.Problem(name="copy", builder=None, raw_subdir="", metrics=("accuracy",),
+                          to_raw=None, inputs=spec, targets=spec, splits={})
+  cfg = dataclasses.replace(MOE_CFG, capacity_factor=0.0)
+  model = model_lib.build([p], {"copy": type("V", (), {"vocab_size": 12})()}, cfg=cfg)
+  inputs = np.array([[5, 6, 7, 1, 0, 0, 0, 0], [4, 1, 0, 0, 0, 0, 0, 0]], np.int32)
+  targets = np.array([[5, 6, 1, 0, 0, 0, 0, 0], [4, 9, 8, 7, 1, 0, 0, 0]], np.int32)
+
+  def run(extra):  # `extra` more padding columns on inputs and targets
+    pad = lambda a: tf.constant(np.pad(a, [(0, 0), (0, extra)]))
+    moe.reset_aux(model)
+    logits = model({"inputs": pad(inputs), "targets": pad(targets)}, problem="copy",
+                   training=True)
+    return logits, moe.collect_aux(model)
+
+  logits, aux = run(0)
+  real_in, real_out = int((inputs > 0).sum()), int((targets > 0).sum())
+  # 1 encoder layer, 2 decoder layers; top-2 routing.
+  assert float(aux["routed_tokens"]) == real_in + 2 * real_out
+  served = sum(float(tf.reduce_sum(l.expert_counts)) for l in moe.moe_layers(model))
+  assert served == 2 * (real_in + 2 * real_out)
+  padded, aux_padded = run(8)
+  real = targets > 0
+  np.testing.assert_allclose(padded.numpy()[:, :8][real], logits.numpy()[real], atol=1e-5)
+  np.testing.assert_allclose(float(aux_padded["balance_loss"]), float(aux["balance_loss"]),
+                             rtol=1e-5)
 
 
 def test_moe_step_decoding_matches_full_decoding():

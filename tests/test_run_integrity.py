@@ -59,6 +59,70 @@ def test_two_image_problems_keep_both_adapters(tmp_path, problems, data_dir, man
   assert strip(after) == strip(before)
 
 
+def test_a_second_trainer_in_one_process_restores_a_dropout_run(tmp_path, data_dir,
+                                                                manual_dir):
+  """Dropout's RNG states are saved under the model's attribute paths: Keras names them
+  from a process-wide counter (`seed_generator_N`), so a trainer built after another one
+  in the same process once could not restore its own run (IncompatibleRun)."""
+  import gin
+  gin.parse_config_files_and_bindings(["gin/models/tiny.gin"],
+                                      ["BackboneConfig.dropout_rate = 0.1"])
+  cfg = trainer_lib.TrainConfig(problem="mnist", train_steps=2, batch_size=4,
+                                steps_per_loop=2, log_every_steps=2, final_eval_role="",
+                                report_mfu=False)
+  for run in ("a", "b"):
+    trainer_lib.Trainer(str(tmp_path / run), data_dir, manual_dir, cfg=cfg).train()
+  latest = tf.train.latest_checkpoint(str(tmp_path / "b" / "checkpoints"))
+  names = [n for n, _ in tf.train.list_variables(latest) if "seed_generator_state" in n]
+  assert names and not any("seed_generator_" in n.replace("seed_generator_state", "")
+                           for n in names), names
+  again = trainer_lib.Trainer(str(tmp_path / "b"), data_dir, manual_dir, cfg=cfg)
+  again.restore()  # for training: every object must match
+  fresh = trainer_lib.Trainer(str(tmp_path / "b"), data_dir, manual_dir, cfg=cfg,
+                              training=False)
+  fresh.restore()
+  reader = tf.train.load_checkpoint(latest)
+  for t in (again, fresh):
+    for path, v in t.checkpoint.weights.items():
+      key = "weights/" + path.replace("/", ".S") + "/.ATTRIBUTES/VARIABLE_VALUE"
+      np.testing.assert_array_equal(v.numpy(), reader.get_tensor(key))
+
+
+@pytest.mark.parametrize("outage", [2, 9])
+def test_a_storage_outage_is_retried_and_never_quarantines(tmp_path, monkeypatch, outage):
+  """NotFound/Unknown/OSError are what GCS or NFS raise for a passing outage: the
+  restore retries, and if the outage outlasts the retries it fails in one line, the
+  checkpoint in place (it once was moved to corrupt/ and training restarted older)."""
+  v = tf.Variable(1.0)
+  keeper = checkpoints.Keeper(tf.train.Checkpoint(v=v), str(tmp_path), 3)
+  keeper.save(1)
+  v.assign(2.0)
+  latest = keeper.save(2)
+  v.assign(0.0)
+  monkeypatch.setattr(checkpoints, "RETRY_WAITS_S", (0.0, 0.0, 0.0))
+  restore, calls = checkpoints.Keeper._restore, []  # pylint: disable=protected-access
+
+  def flaky(checkpoint, path, complete):
+    calls.append(path)
+    if len(calls) <= outage:
+      raise [tf.errors.NotFoundError(None, None, "gcs: object not found"),
+             tf.errors.UnknownError(None, None, "connection reset"),
+             OSError("stale NFS file handle")][len(calls) % 3]
+    return restore(checkpoint, path, complete)
+
+  monkeypatch.setattr(checkpoints.Keeper, "_restore", staticmethod(flaky))
+  before = sorted(os.listdir(tmp_path))
+  if outage < 4:
+    assert keeper.restore() == latest and float(v.numpy()) == 2.0
+  else:
+    with pytest.raises(UserError, match=r"ckpt-2 could not be read .* in 4 attempts; "
+                       r"it is left in place") as e:
+      keeper.restore()
+    assert "\n" not in str(e.value)
+  assert set(calls) == {latest}
+  assert sorted(os.listdir(tmp_path)) == before  # nothing moved, index not rewritten
+
+
 def test_duplicate_variable_paths_fail_at_build():
   import keras
   a = keras.Variable(1.0, name="a")
@@ -105,6 +169,25 @@ def test_second_trainer_refused_stale_lock_taken_over(tmp_path, data_dir, manual
   assert not lock.exists()  # released at the end
 
 
+def test_a_lock_whose_pid_was_reused_is_stale(tmp_path, capsys):
+  """A restarted container runs as the same pid (PID 1) on the same hostname: the pid
+  is alive, but it is not the process that took the lock (its start differs)."""
+  import json
+  import socket
+  from onemodel import rundir
+  me = {"pid": os.getpid(), "host": socket.gethostname(), "since": "then"}
+  lock = tmp_path / ".lock"
+  lock.write_text(json.dumps({**me, "started": "another-boot:12345"}))
+  run = rundir.RunDir(str(tmp_path))
+  run.lock()
+  assert "its pid now belongs to another process" in capsys.readouterr().out
+  assert json.loads(lock.read_text())["started"] == rundir._identity(os.getpid())  # pylint: disable=protected-access
+  run.unlock()
+  lock.write_text(json.dumps({**me, "started": rundir._identity(os.getpid())}))  # pylint: disable=protected-access
+  with pytest.raises(UserError, match="in use by another trainer"):
+    rundir.RunDir(str(tmp_path)).lock()
+
+
 def test_corrupt_latest_checkpoint_falls_back(tmp_path, data_dir, manual_dir):
   out = str(tmp_path / "run")
   rc, so, se = cli("onemodel-train", *tiny_gin("mnist", 4), *_dirs(out, data_dir, manual_dir))
@@ -137,6 +220,39 @@ def test_every_trainconfig_value_is_checked(name, value):
   with pytest.raises(UserError, match=rf"TrainConfig\.{name}") as e:
     train_config.validate(cfg)
   assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("over", [dict(pack=True), dict(grad_accum_steps=2)])
+def test_a_per_problem_token_budget_obeys_the_combination_rules(over):
+  cfg = train_config.TrainConfig(problem="multi30k_en_de", **over,
+                                 per_problem={"multi30k_en_de": {"batch_tokens": 512}})
+  with pytest.raises(UserError, match=r"per_problem\['multi30k_en_de'\]\['batch_tokens'\]"):
+    train_config.validate(cfg)
+
+
+def test_settings_that_need_the_problems_fail_before_anything_runs(problems):
+  mnist = [problems["mnist"]]
+  check = train_config.check_against_problems
+  with pytest.raises(UserError, match=r"final_eval_role='validation': problem mnist has "
+                     r"no such split \(its roles: eval, test, train\)"):
+    check(train_config.TrainConfig(final_eval_role="validation"), mnist)
+  with pytest.raises(UserError, match=r"TrainConfig.eval_role='dev'"):
+    check(train_config.TrainConfig(eval_role="dev", eval_every_steps=10), mnist)
+  check(train_config.TrainConfig(eval_role="dev", eval_every_steps=0), mnist)  # unused
+  with pytest.raises(UserError, match=r"TrainConfig.batch_size=5: .* over the 2 replicas"):
+    check(train_config.TrainConfig(batch_size=5), mnist, num_replicas=2)
+  with pytest.raises(UserError, match=r"per_problem\['mnist'\]\['batch_size'\]=9"):
+    check(train_config.TrainConfig(per_problem={"mnist": {"batch_size": 9}}), mnist, 2)
+  check(train_config.TrainConfig(batch_size=6), mnist, num_replicas=2)
+
+
+def test_a_wrong_final_role_stops_the_cli_before_training(tmp_path, data_dir, manual_dir):
+  out = str(tmp_path / "run")
+  rc, so, se = cli("onemodel-train", *tiny_gin("mnist", 2, [
+      "TrainConfig.final_eval_role='validation'"]), *_dirs(out, data_dir, manual_dir),
+                   timeout=120)
+  one_line_error(rc, se, "TrainConfig.final_eval_role='validation'", "problem mnist")
+  assert not os.path.exists(os.path.join(out, "checkpoints")), os.listdir(out)
 
 
 def test_zero_steps_per_loop_is_one_line_from_the_cli(tmp_path, data_dir, manual_dir):

@@ -112,13 +112,9 @@ def parse_gin(files, params, finalize=True):
 def hide_expected_warnings():
   """Each problem's evaluator traces its own functions (and the last, smaller batch
   traces once more): expected, so TensorFlow's "triggered tf.function retracing"
-  warning, printed twice (its own handler and absl's), is not shown. Nor is the
-  deprecation of `PreemptionCheckpointHandler.total_run_calls`: TensorFlow's own handler
-  reads that attribute when it saves on a preemption, not onemodel."""
+  warning, printed twice (its own handler and absl's), is not shown."""
   tf_logger = quiet.tensorflow_logger()
   tf_logger.addFilter(quiet.DropMessages("", "tf.function retracing"))
-  tf_logger.addFilter(
-      quiet.DropMessages("", "PreemptionCheckpointHandler.total_run_calls"))
 
 
 def define_run_flags():

@@ -2,6 +2,7 @@
 
   onemodel-launch --num_workers=2 -- --gin_file=gin/experiments/mnist.gin --output_dir=runs/mw
   onemodel-launch --num_workers=2 --num_ps=1 -- --gin_file=... --output_dir=runs/ps
+  onemodel-launch --slurm --num_workers=4 -- --gin_file=... --output_dir=runs/mw > job.sh
 
 Without --num_ps: synchronous multi-worker training (--strategy=multi_worker; worker 0 is
 the chief). With --num_ps: asynchronous parameter-server training (--strategy=
@@ -12,7 +13,8 @@ cluster is started again, resuming from the last checkpoint); under parameter-se
 training a failed worker is restarted alone while the coordinator carries on. SIGTERM
 to a worker (a preemption) makes every worker save at one step and exit; the launcher
 then exits 143 and the same command resumes. SIGTERM or Ctrl-C to the launcher itself
-passes SIGTERM on to every task and gives them time to save."""
+passes SIGTERM on to every task and gives them time to save, then exits 143 or 130
+(under parameter-server training the coordinator first: its save reads the servers)."""
 
 import json
 import os
@@ -26,6 +28,7 @@ import time
 from absl import app
 from absl import flags
 
+from onemodel import slurm
 from onemodel.cli import common
 
 FLAGS = flags.FLAGS
@@ -33,6 +36,8 @@ flags.DEFINE_integer("num_workers", 2, "Worker processes.")
 flags.DEFINE_integer("num_ps", 0, "Parameter servers (> 0: asynchronous training).")
 flags.DEFINE_integer("max_restarts", 0, "Times to restart after a failure.")
 flags.DEFINE_string("host", "localhost", "Address the tasks listen on.")
+flags.DEFINE_boolean("slurm", False, "Print an sbatch script that trains on --num_workers "
+                     "SLURM nodes (one synchronous worker each), and exit.")
 
 PROG = "onemodel-launch"
 
@@ -98,13 +103,25 @@ PREEMPTED = 143
 SAVE_GRACE_S = 25.0
 
 
-def stop_all(procs, grace_s: float) -> None:
+def stop_all(procs, grace_s: float, coordinator_first: bool = False) -> None:
   """SIGTERM to every running task at once (under multi-worker training the save after
-  SIGTERM is collective, so all must be alive for it), then SIGKILL after `grace_s`."""
+  SIGTERM is collective, so all must be alive for it), then SIGKILL after `grace_s`.
+  coordinator_first (parameter-server training): the coordinator's save reads the
+  variables from the parameter servers, so they and the workers are signalled only once
+  the coordinator has exited (or its grace has run out)."""
+  deadline = time.time() + grace_s
+  first = [pr for pr in procs if coordinator_first and pr.kind == "chief"]
+  for pr in first:
+    if pr.p.poll() is None:
+      pr.signal(signal.SIGTERM)
+  for pr in first:
+    try:
+      pr.p.wait(timeout=max(deadline - time.time(), 0.1))
+    except subprocess.TimeoutExpired:
+      pass
   for pr in procs:
     if pr.p.poll() is None:
       pr.signal(signal.SIGTERM)
-  deadline = time.time() + grace_s
   for pr in procs:
     try:
       pr.p.wait(timeout=max(deadline - time.time(), 0.1))
@@ -157,7 +174,7 @@ def run_cluster(cluster, train_args, strategy, is_async, restarts_left):
     grace = SAVE_GRACE_S
     raise
   finally:
-    stop_all(procs, grace)
+    stop_all(procs, grace, coordinator_first=is_async)
 
 
 def main(argv):
@@ -167,11 +184,19 @@ def main(argv):
   if not any(a.startswith("--output_dir") for a in train_args):
     sys.exit(f"{PROG}: error: pass onemodel-train's flags after '--', including "
              "--output_dir")
+  if FLAGS.slurm:
+    if FLAGS.num_ps:
+      sys.exit(f"{PROG}: error: --slurm runs synchronous workers only; drop --num_ps")
+    print(slurm.sbatch_script(FLAGS.num_workers, train_args), end="")
+    return
   is_async = FLAGS.num_ps > 0
   strategy = "parameter_server" if is_async else "multi_worker"
   restarts_left = [FLAGS.max_restarts]
 
+  received = []
+
   def _interrupt(signum, frame):
+    received.append(signum)
     raise KeyboardInterrupt
 
   signal.signal(signal.SIGTERM, _interrupt)
@@ -193,8 +218,12 @@ def main(argv):
       print(f"[{PROG}] restarting the cluster; training resumes from the last checkpoint",
             flush=True)
   except KeyboardInterrupt:
-    print(f"[{PROG}] interrupted; every process was stopped", flush=True)
-    sys.exit(130)
+    # 143 for SIGTERM (a scheduler's preemption: the tasks saved), 130 for Ctrl-C, as
+    # onemodel-train itself exits.
+    terminated = signal.SIGTERM in received
+    print(f"[{PROG}] {'terminated (SIGTERM)' if terminated else 'interrupted'}; every "
+          "task was asked to save, then stopped", flush=True)
+    sys.exit(PREEMPTED if terminated else 130)
 
 
 def run():

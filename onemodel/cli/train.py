@@ -59,8 +59,7 @@ def examples_text(t) -> str:
   """The final evaluation's first examples of each problem: what the metrics mean."""
   lines = [f"first {t.cfg.final_eval_role} examples:"]
   for p in t.problems:
-    examples = t.evaluators[p.name].examples
-    for e in examples:
+    for e in t.examples.get(p.name, []):
       source = f"{e.source!r} -> " if e.source is not None else ""
       lines.append(f"  {p.name}: {source}{e.output!r} (reference {e.reference!r})")
   return "\n".join(lines) if len(lines) > 1 else ""
