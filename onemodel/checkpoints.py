@@ -13,6 +13,7 @@
 - A checkpoint with a non-finite weight is never written (it would push out good ones).
 """
 
+import math
 import os
 import time
 from typing import Optional, Sequence
@@ -115,6 +116,15 @@ class Keeper:
     # input pipeline changed (another batch size, shuffle buffer or data).
     self.without_inputs = without_inputs
     self.manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep)
+
+  def estimated_bytes(self) -> int:
+    """About what one checkpoint takes: the model's weights and the optimizer's
+    variables (the input pipelines' shuffle buffers are not counted)."""
+    optimizer = getattr(self.checkpoint, "optimizer", None)
+    variables = list(getattr(self.checkpoint, "weights", {}).values()) + \
+        list(optimizer.variables if optimizer is not None else [])
+    seen = {id(v): v for v in variables}
+    return sum(math.prod(v.shape) * tf.as_dtype(v.dtype).size for v in seen.values())
 
   @property
   def latest(self) -> Optional[str]:

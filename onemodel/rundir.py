@@ -13,6 +13,7 @@ every file is written to a temporary name and renamed (fileio.py).
 
 import json
 import os
+import shutil
 import socket
 import time
 
@@ -73,14 +74,24 @@ class RunDir:
   def join(self, *names) -> str:
     return os.path.join(self.path, *names)
 
-  def check_writable(self, checkpoint_dir: str) -> None:
+  def check_writable(self, checkpoint_dir: str, needed_bytes: int = 0) -> None:
     """Fails early, with the directory's name, if this task cannot write its checkpoint
     directory (else a read-only one shows only at the first save, after training work)
-    or, on the chief, OUTPUT_DIR. A non-chief worker probes only its own checkpoint dir:
-    all workers probing one file in OUTPUT_DIR raced (one removed the other's probe, or
-    the chief's cleanup removed a worker's half-written one)."""
+    or, on the chief, OUTPUT_DIR; or if a local checkpoint directory has less room than
+    `needed_bytes` (about one checkpoint). A non-chief worker probes only its own
+    checkpoint dir: all workers probing one file in OUTPUT_DIR raced (one removed the
+    other's probe, or the chief's cleanup removed a worker's half-written one)."""
     for probe_dir in ([""] if self.is_chief else []) + [checkpoint_dir]:
       self._probe(probe_dir)
+    if needed_bytes and fileio.is_local(checkpoint_dir):
+      existing = os.path.abspath(checkpoint_dir)
+      while not os.path.isdir(existing):
+        existing = os.path.dirname(existing)
+      free = shutil.disk_usage(existing).free
+      if free < needed_bytes:
+        raise UserError(f"{checkpoint_dir} has {free / 2**20:.1f} MB free; a checkpoint of "
+                        f"this run takes about {needed_bytes / 2**20:.1f} MB: make room or "
+                        "choose another --output_dir")
 
   def _probe(self, probe_dir: str) -> None:
     probe = os.path.join(probe_dir or self.path, f".write_probe-{os.getpid()}")

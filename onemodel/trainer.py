@@ -281,7 +281,7 @@ class Trainer:
   def train(self, config_text: str = "", operative_config=lambda: ""):
     """Trains to cfg.train_steps, resuming the run's latest checkpoint; evaluates at the
     end. `config_text` becomes OUTPUT_DIR/config.gin once the restore has succeeded."""
-    self.run_dir.check_writable(self.keeper.directory)
+    self.run_dir.check_writable(self.keeper.directory, self.keeper.estimated_bytes())
     self.run_dir.lock()
     try:
       return self._train(config_text, operative_config)

@@ -104,6 +104,18 @@ def test_explicit_settings_reach_the_pipeline_and_the_model():
   assert model.input_adapters[wav_p.name].conv1.filters == 8
 
 
+def _spy_on_decoding(monkeypatch) -> list:
+  """-> the list of DecodeConfigs that evaluators are built with, from now on."""
+  decode_cfgs, decode_function = [], decoding.decode_function
+
+  def spy_decode(model, problem, max_len, cfg):
+    decode_cfgs.append(cfg)
+    return decode_function(model, problem, max_len, cfg)
+
+  monkeypatch.setattr(decoding, "decode_function", spy_decode)
+  return decode_cfgs
+
+
 def test_trainer_resolves_gin_and_hands_it_down(tmp_path, data_dir, manual_dir,
                                                 monkeypatch):
   """Trainer construction is an edge: gin's ImageConfig/SpeechConfig bindings reach the
@@ -123,14 +135,7 @@ def test_trainer_resolves_gin_and_hands_it_down(tmp_path, data_dir, manual_dir,
     return dataset(*args, **kwargs)
 
   monkeypatch.setattr(data_lib, "dataset", spy)
-  decode_cfgs = []
-  decode_function = decoding.decode_function
-
-  def spy_decode(model, problem, max_len, cfg):
-    decode_cfgs.append(cfg)
-    return decode_function(model, problem, max_len, cfg)
-
-  monkeypatch.setattr(decoding, "decode_function", spy_decode)
+  decode_cfgs = _spy_on_decoding(monkeypatch)
   t = trainer_lib.Trainer(str(tmp_path), data_dir, manual_dir, training=False)
   gin.clear_config()  # the values were resolved once: nothing below reads gin
   assert t.model.modality_cfg == want
@@ -153,14 +158,7 @@ def test_final_evaluation_decodes_with_the_final_scope(tmp_path, data_dir, manua
       "TrainConfig.batch_size = 4", "TrainConfig.eval_every_steps = 1",
       "TrainConfig.eval_max_examples = 4", "TrainConfig.final_eval_role = 'eval'",
       "DecodeConfig.beam_size = 2", "final/DecodeConfig.method = 'beam'"])
-  decode_cfgs = []
-  decode_function = decoding.decode_function
-
-  def spy_decode(model, problem, max_len, cfg):
-    decode_cfgs.append(cfg)
-    return decode_function(model, problem, max_len, cfg)
-
-  monkeypatch.setattr(decoding, "decode_function", spy_decode)
+  decode_cfgs = _spy_on_decoding(monkeypatch)
   t = trainer_lib.Trainer(str(tmp_path), data_dir, manual_dir)
   gin.clear_config()
   t.train()

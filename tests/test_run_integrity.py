@@ -304,6 +304,31 @@ def test_a_run_directory_on_a_non_local_filesystem(data_dir, manual_dir):
   assert fresh.restore().endswith("ckpt-4")
 
 
+def test_a_disk_without_room_for_a_checkpoint_stops_before_training(tmp_path, data_dir,
+                                                                    manual_dir, monkeypatch):
+  """A full disk once showed only at the first save, after the training work."""
+  import shutil
+  from onemodel import rundir
+  cfg = trainer_lib.TrainConfig(problem="mnist", train_steps=2, batch_size=4,
+                                final_eval_role="", report_mfu=False)
+  import gin
+  gin.parse_config_files_and_bindings(["gin/models/tiny.gin"], [])
+  t = trainer_lib.Trainer(str(tmp_path / "run"), data_dir, manual_dir, cfg=cfg)
+  need = t.keeper.estimated_bytes()
+  weights = sum(v.numpy().nbytes for v in t.model.trainable_variables)
+  assert 3 * weights <= need < 4 * weights  # the weights and Adam's two slots
+  usage = shutil.disk_usage(str(tmp_path))
+  monkeypatch.setattr(rundir.shutil, "disk_usage",
+                      lambda path: usage._replace(free=need // 2))
+  with pytest.raises(UserError, match=r"checkpoints has [\d.]+ MB free; a checkpoint of "
+                     r"this run takes about [\d.]+ MB: make room") as e:
+    t.train()
+  assert "\n" not in str(e.value)
+  assert not (tmp_path / "run" / "checkpoints").exists()
+  monkeypatch.setattr(rundir.shutil, "disk_usage", lambda path: usage._replace(free=need))
+  assert t.train()["step"] == 2
+
+
 def test_workers_probe_the_output_dir_without_racing(tmp_path, monkeypatch):
   """All workers of a cluster check the output dir at once. Each probes a file of its
   own, a non-chief inside its scratch dir, where the chief's cleanup of temp files never

@@ -111,23 +111,17 @@ def stop_all(procs, grace_s: float, coordinator_first: bool = False) -> None:
   the coordinator has exited (or its grace has run out)."""
   deadline = time.time() + grace_s
   first = [pr for pr in procs if coordinator_first and pr.kind == "chief"]
-  for pr in first:
-    if pr.p.poll() is None:
-      pr.signal(signal.SIGTERM)
-  for pr in first:
-    try:
-      pr.p.wait(timeout=max(deadline - time.time(), 0.1))
-    except subprocess.TimeoutExpired:
-      pass
-  for pr in procs:
-    if pr.p.poll() is None:
-      pr.signal(signal.SIGTERM)
-  for pr in procs:
-    try:
-      pr.p.wait(timeout=max(deadline - time.time(), 0.1))
-    except subprocess.TimeoutExpired:
-      pr.signal(signal.SIGKILL)
-      pr.p.wait()
+  for group, kill in ((first, False), (procs, True)):
+    for pr in group:
+      if pr.p.poll() is None:
+        pr.signal(signal.SIGTERM)
+    for pr in group:
+      try:
+        pr.p.wait(timeout=max(deadline - time.time(), 0.1))
+      except subprocess.TimeoutExpired:
+        if kill:
+          pr.signal(signal.SIGKILL)
+          pr.p.wait()
 
 
 def wait_all(procs, timeout_s: float) -> None:
