@@ -50,12 +50,16 @@ class NonFinite(UserError):
   """Training produced a non-finite loss or weight."""
 
 
-def variables_by_path(variables: Sequence[tf.Variable], renamed: Optional[dict] = None
-                      ) -> dict:
+def variables_by_path(variables: Sequence[tf.Variable], renamed: Optional[dict] = None,
+                      keep_renamed: bool = True) -> dict:
   """{path: variable}, failing if two variables share a path (one checkpoint entry).
-  `renamed`: {id(variable): path} for variables whose own path is not stable."""
+  `renamed`: {id(variable): path} for variables whose own path is not stable (the RNG
+  states); `keep_renamed=False` leaves those out (evaluation draws no dropout, and a
+  checkpoint written before they had stable paths still restores)."""
   out = {}
   for v in variables:
+    if not keep_renamed and id(v) in (renamed or {}):
+      continue
     path = (renamed or {}).get(id(v), v.path)
     if path in out and out[path] is not v:
       raise ValueError(f"two model variables share the checkpoint path {path!r}: name "

@@ -113,8 +113,8 @@ class Trainer:
       self._build_model_variables()
     # Model weights by their unique paths, and only so: Keras 3 does not track layers
     # held in lists, and a variable saved under two names is listed under the first.
-    weights = checkpoints.variables_by_path(self.model.variables,
-                                            checkpoints.rng_state_paths(self.model))
+    weights = checkpoints.variables_by_path(
+        self.model.variables, checkpoints.rng_state_paths(self.model), training)
     self.checkpoint = tf.train.Checkpoint(weights=weights, step=self.step,
                                           problem_steps=self.problem_steps)
     self.hooks, self.pruner, self.optimizer = [], None, None
