@@ -4,9 +4,8 @@
 
 The default picks one_device or mirrored from the visible devices. Clusters come from
 TF_CONFIG (one JSON per process, as Kubeflow and `onemodel-launch` write it) or from a
-SLURM job step (slurm.py). The trainer
-is written against `tf.distribute.Strategy`; only parameter-server training needs a
-`ClusterCoordinator` on top (see trainer.py).
+SLURM job step (slurm.py). The trainer is written against `tf.distribute.Strategy`; only
+parameter-server training needs a `ClusterCoordinator` on top (see trainer.py).
 """
 
 import json
