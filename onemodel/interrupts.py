@@ -56,18 +56,15 @@ class Interrupts:
     """Between chunks: if a signal came (to any worker), save at `step` and raise
     `Interrupted`. Under multi-worker training every worker must call it at every chunk
     (it is a collective)."""
-    received = self.received
-    if self._signalled_anywhere is not None:
+    received, cluster = self.received, self._signalled_anywhere is not None
+    if cluster:
       anywhere = float(self._signalled_anywhere(tf.constant(1.0 if received else 0.0)))
       received = received or ("SIGTERM" if anywhere else None)  # another worker's
-      if received:
-        self.save(step)
-        raise Interrupted(f"preempted ({received}) at step {step}; checkpoint saved; "
-                          "run the same command again to resume", _EXIT[received])
     if received:
       path = self.save(step)
-      raise Interrupted(f"stopped by {received} at step {step}; saved {path}; "
-                        "run the same command again to resume", _EXIT[received])
+      what = (f"preempted ({received}) at step {step}; checkpoint saved" if cluster else
+              f"stopped by {received} at step {step}; saved {path}")
+      raise Interrupted(f"{what}; run the same command again to resume", _EXIT[received])
 
   def close(self) -> None:
     for s, previous in self._previous.items():
