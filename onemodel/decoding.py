@@ -7,7 +7,9 @@ step runs the decoder on one position and reads earlier keys/values from a cache
 
 Beam search follows T2T/GNMT (Wu et al. 2016, arXiv:1609.08144, eq. 14): finished
 hypotheses are scored log P / ((5 + length) / 6)^alpha (defaults beam 4, alpha 0.6, as
-T2T), and the search stops once no alive beam can beat the worst finished one.
+T2T), and the search stops once no alive beam can beat the worst finished one — or, when
+only the best hypothesis is wanted (evaluation, decoding without `return_beams`), once no
+alive beam can beat the best finished one: the same best output, fewer steps.
 """
 
 import dataclasses
@@ -138,13 +140,15 @@ def cached_greedy(model, problem: str, batch, max_length: int, temperature: floa
 
 
 def beam_search(logits_fn: Callable, batch_size, beam_size: int, max_length: int,
-                alpha: float, state, eos_id: int = vocab_lib.EOS_ID):
+                alpha: float, state, eos_id: int = vocab_lib.EOS_ID, best_only: bool = False):
   """Generic beam search.
 
   logits_fn(prev_ids [B*K], index, state) -> (logits [B*K, V], state); every tensor in
   `state` has leading dimension B*K (beams of one example are adjacent).
   Returns (sequences [B, K, T], scores [B, K]), best first; finished hypotheses are
-  preferred, and rows with none fall back to their alive beams.
+  preferred, and rows with none fall back to their alive beams. With `best_only` the
+  first sequence and score are exactly those of the full search and the others are the
+  search's state when it stopped.
   """
   k = beam_size
   b = batch_size
@@ -178,9 +182,12 @@ def beam_search(logits_fn: Callable, batch_size, beam_size: int, max_length: int
     fin_score, pick = tf.math.top_k(tf.concat([fin_score, new_score], axis=1), k)
     fin_seq = tf.gather(all_seq, pick, batch_dims=1)
     # Stop when the best alive beam, even at the kindest penalty, cannot beat the worst
-    # finished one (in every row that has k finished).
+    # finished one (in every row that has k finished), or with `best_only` the best
+    # finished one: log-probabilities only fall as a beam grows, so nothing alive can
+    # then displace it. On Multi30k's test split that stops a batch of 128 sentences
+    # well before its slowest row has found its 4th ending (benchmarks/results/decoding.md).
     best_possible = alive_lp[:, 0] / max_penalty
-    if tf.reduce_all(fin_score[:, -1] > best_possible):
+    if tf.reduce_all(fin_score[:, 0 if best_only else -1] > best_possible):
       break
   has_fin = fin_score[:, :1] > NEG_INF / 2                               # [B, 1]
   alive_score = alive_lp / max_penalty
@@ -190,7 +197,7 @@ def beam_search(logits_fn: Callable, batch_size, beam_size: int, max_length: int
 
 
 def cached_beam(model, problem: str, batch, max_length: int, beam_size: int = 4,
-                alpha: float = 0.6):
+                alpha: float = 0.6, best_only: bool = False):
   """Beam search over the model -> (sequences [B, K, T], scores [B, K])."""
   b = _batch_size(batch)
   caches, kvs, enc_mask = _start(model, problem, batch, b, max_length)
@@ -198,26 +205,25 @@ def cached_beam(model, problem: str, batch, max_length: int, beam_size: int = 4,
   def tile(x):  # [B, ...] -> [B*K, ...], beams of one example adjacent
     return None if x is None else tf.repeat(x, beam_size, axis=0)
 
-  caches = tf.nest.map_structure(tile, caches)
+  # Only the self-attention caches are beam state (reordered every step); the encoder's
+  # keys/values and mask are the same for every beam of an example, so they stay out of
+  # it rather than being gathered at each step.
   kvs = [None if kv is None else (tile(kv[0]), tile(kv[1])) for kv in kvs]
-  state = {"caches": caches, "kvs": [kv for kv in kvs if kv is not None],
-           "mask": tile(enc_mask) if enc_mask is not None else tf.zeros([b * beam_size, 0])}
-  has_enc = enc_mask is not None
+  enc_mask = tile(enc_mask)
 
-  def logits_fn(prev, i, st):
-    kv = st["kvs"] if has_enc else [None] * len(st["caches"])
-    logits, new_caches = model.decode_step(problem, prev, i, st["caches"], kv,
-                                           st["mask"] if has_enc else None)
-    return logits, {"caches": new_caches, "kvs": st["kvs"], "mask": st["mask"]}
+  def logits_fn(prev, i, caches):
+    return model.decode_step(problem, prev, i, caches, kvs, enc_mask)
 
-  return beam_search(logits_fn, b, beam_size, max_length, alpha, state)
+  return beam_search(logits_fn, b, beam_size, max_length, alpha,
+                     tf.nest.map_structure(tile, caches), best_only=best_only)
 
 
 def decode(model, problem: str, batch, max_length: int, cfg: DecodeConfig = None):
   """Dispatch by `DecodeConfig.method` -> (ids [B, T] or [B, K, T], scores)."""
   cfg = cfg or DecodeConfig()
   if cfg.method == "beam":
-    seqs, scores = cached_beam(model, problem, batch, max_length, cfg.beam_size, cfg.alpha)
+    seqs, scores = cached_beam(model, problem, batch, max_length, cfg.beam_size, cfg.alpha,
+                               best_only=not cfg.return_beams)
     return (seqs, scores) if cfg.return_beams else (seqs[:, 0], scores[:, 0])
   if cfg.method == "sample":
     return cached_greedy(model, problem, batch, max_length, max(cfg.temperature, 1e-6),

@@ -163,3 +163,36 @@ def test_decode_function_under_xla_equals_plain():
     a, b = plain(batch), xla(batch)
     np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
     np.testing.assert_allclose(a[1].numpy(), b[1].numpy(), rtol=1e-4, atol=1e-4)
+
+
+def _markov_logits_fn(table, calls):
+  """A random next-token table: logits depend on the previous token only (0 at the
+  start). `calls` counts the search's steps."""
+  table = tf.constant(table, tf.float32)
+
+  def logits_fn(prev, i, state):
+    calls.append(1)
+    return tf.gather(table, prev), state
+  return logits_fn
+
+
+def test_best_only_beam_returns_the_full_search_best_in_fewer_steps():
+  """`best_only` stops once no alive beam can beat the best finished hypothesis: the
+  best sequence and score must equal those of the search run to its usual stop."""
+  rng = np.random.default_rng(0)
+  fewer = 0
+  for trial in range(40):
+    table = rng.normal(0.0, 2.0, size=[7, 7])
+    table[:, vocab_lib.PAD_ID] = -1e9
+    table[:, vocab_lib.EOS_ID] += rng.uniform(-2.0, 1.0)
+    full_calls, best_calls = [], []
+    state = {"x": tf.zeros([3 * 4, 1])}
+    full = decoding.beam_search(_markov_logits_fn(table, full_calls), 3, 4, 16, 0.6, state)
+    best = decoding.beam_search(_markov_logits_fn(table, best_calls), 3, 4, 16, 0.6, state,
+                                best_only=True)
+    np.testing.assert_array_equal(best[0][:, 0].numpy(), full[0][:, 0].numpy(),
+                                  err_msg=f"trial {trial}")
+    np.testing.assert_allclose(best[1][:, 0].numpy(), full[1][:, 0].numpy(), rtol=1e-6)
+    assert len(best_calls) <= len(full_calls)
+    fewer += len(best_calls) < len(full_calls)
+  assert fewer >= 10, fewer
