@@ -14,6 +14,7 @@ import gin
 import keras
 import tensorflow as tf
 
+from onemodel import dropout as dropout_lib
 from onemodel import errors
 from onemodel import moe as moe_lib
 
@@ -63,7 +64,7 @@ class Attention(keras.layers.Layer):
     self.key = keras.layers.Dense(model_dim, use_bias=False, name="key")
     self.value = keras.layers.Dense(model_dim, use_bias=False, name="value")
     self.out = keras.layers.Dense(model_dim, use_bias=False, name="out")
-    self.dropout = keras.layers.Dropout(dropout_rate)
+    self.dropout = dropout_lib.Dropout(dropout_rate)
     self.built = True  # sublayers build on first call
 
   def _split(self, x):
@@ -103,7 +104,7 @@ class FeedForward(keras.layers.Layer):
     super().__init__(**kwargs)
     self.inner = keras.layers.Dense(ffn_dim, activation="gelu", name="inner")
     self.outer = keras.layers.Dense(model_dim, name="outer")
-    self.dropout = keras.layers.Dropout(dropout_rate)
+    self.dropout = dropout_lib.Dropout(dropout_rate)
     self.built = True
 
   def call(self, x, training=False, token_mask=None):
@@ -127,7 +128,7 @@ class Block(keras.layers.Layer):
     self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="ffn_norm")
     self.ffn = moe_lib.from_config(cfg, name="ffn") if cfg.ffn == "moe" else \
         FeedForward(d, cfg.ffn_dim, cfg.dropout_rate, name="ffn")
-    self.dropout = keras.layers.Dropout(cfg.dropout_rate)
+    self.dropout = dropout_lib.Dropout(cfg.dropout_rate)
     # Sublayers build on first call (a language model never calls cross-attention).
     self.built = True
 
@@ -176,7 +177,7 @@ class Backbone(keras.layers.Layer):
                            for i in range(cfg.num_decoder_layers)]
     self.encoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")
     self.decoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="decoder_norm")
-    self.dropout = keras.layers.Dropout(cfg.dropout_rate)
+    self.dropout = dropout_lib.Dropout(cfg.dropout_rate)
     self.built = True
 
   def encode(self, x, mask, training=False, segment_ids=None):

@@ -37,6 +37,8 @@ from typing import Dict
 import keras
 import tensorflow as tf
 
+from onemodel import dropout as dropout_lib
+
 
 class MoEFeedForward(keras.layers.Layer):
   """[B, L, D] -> [B, L, D]; `num_experts` GELU FFNs of width `ffn_dim`, top-k routed.
@@ -55,7 +57,7 @@ class MoEFeedForward(keras.layers.Layer):
     self.num_experts, self.top_k = num_experts, top_k
     self.capacity_factor, self.aux_weight = capacity_factor, aux_weight
     self.router = keras.layers.Dense(num_experts, use_bias=False, name="router")
-    self.dropout = keras.layers.Dropout(dropout_rate)
+    self.dropout = dropout_lib.Dropout(dropout_rate)
     self.aux_loss = self.dropped_tokens = self.dropped_assignments = None
     self.routed_tokens = self.expert_counts = self.capacity = None
 

@@ -143,7 +143,8 @@ def test_mirrored_resume_equals_uninterrupted(tmp_path, data_dir, manual_dir):
   """Two replicas (two logical CPUs): the input iterator is checkpointed, so a run
   stopped at step 4 (as SIGTERM stops it) and resumed by a new trainer reproduces an
   uninterrupted 8-step run. The image stem is batch-normalized: its moving averages
-  (state outside the optimizer) are updated per replica and must resume too. The config
+  (state outside the optimizer) are updated per replica and must resume too, and so must
+  dropout, whose mask differs per replica (onemodel/dropout.py). The config
   asks for XLA, which has no CPU collectives: the trainer says so and runs without it."""
   import sys
   import textwrap
@@ -157,7 +158,8 @@ def test_mirrored_resume_equals_uninterrupted(tmp_path, data_dir, manual_dir):
       registry.load_plugins()
       common.parse_gin(['gin/models/tiny.gin'], ['ImageConfig.random_shift=2',
                        "ImageConfig.stem='conv'", 'ImageConfig.patch_size=4',
-                       'ImageConfig.stem_batch_norm=True'])
+                       'ImageConfig.stem_batch_norm=True',
+                       'BackboneConfig.dropout_rate=0.1'])
       check = interrupts.Interrupts.check
       def run(out, stop_at=None):
         def stop(self, step):  # a SIGTERM that arrives during steps 3-4
