@@ -4,11 +4,14 @@ same controller, hooks and per-replica step as synchronous training.
 The coordinator (this process, the cluster's 'chief') schedules training functions on
 the workers; each applies its own gradients to the variables on the parameter servers as
 soon as it has them, and the controller joins them at every log, checkpoint or
-evaluation boundary. The step count is the coordinator's own (steps scheduled, then
-joined): Keras' `optimizer.iterations` undercounts under concurrent updates, so every
-scheduled function is told the steps it trains and sets the optimizer's iteration (and
-with it the learning-rate schedule) from them. Staleness, per step: how many updates
-other workers applied between this step reading the weights and applying its gradients.
+evaluation boundary and after each round of about one function per worker, where it
+checks for SIGTERM. As in synchronous training a mixture draws the problem of every
+step (`Sampler.problem_index`), not one per function. The step count is the
+coordinator's own (steps scheduled, then joined): Keras' `optimizer.iterations`
+undercounts under concurrent updates, so every scheduled function is told the steps it
+trains and sets the optimizer's iteration (and with it the learning-rate schedule) from
+them. Staleness, per step: how many updates other workers applied between this step
+reading the weights and applying its gradients.
 Each worker reads its own shard of the training data
 (`tf.distribute.coordinator.experimental_get_current_worker_index`). A worker that dies
 is tolerated: the coordinator re-schedules its functions elsewhere.
@@ -28,11 +31,12 @@ class AsyncRunner:
 
   def __init__(self, t):
     self.t = t
-    self.max_chunk = t.cfg.train_steps  # the controller cuts chunks at its boundaries
+    workers = num_workers(t.strategy)
+    # The controller checks for SIGTERM after each chunk: one round of functions.
+    self.max_chunk = t.cfg.steps_per_loop * workers
     self.coordinator = tf.distribute.coordinator.ClusterCoordinator(t.strategy)
     self.staleness = hooks_lib.StalenessHook()
     self.hooks = [self.staleness]
-    workers = num_workers(t.strategy)
 
     def per_worker_dataset_fn(problem):
       """A closure (no arguments: create_per_worker_dataset traces it)."""
@@ -73,18 +77,24 @@ class AsyncRunner:
     return worker_fn
 
   def run(self, step: int, num_steps: int):
-    t, n, pending = self.t, self.t.cfg.steps_per_loop, []
-    end = step + num_steps
-    while step < end:
-      count = min(n, end - step)
-      i = t.sampler.problem_index(step) if t.sampler else 0
+    t, pending = self.t, []
+    for i, first, count in schedule(t.sampler, step, num_steps, t.cfg.steps_per_loop):
       pending.append((i, self.coordinator.schedule(
-          self.worker_fns[i], args=(self.iterators[i], tf.constant(step, tf.int64),
+          self.worker_fns[i], args=(self.iterators[i], tf.constant(first, tf.int64),
                                     tf.constant(count)))))
-      step += count
     self.coordinator.join()
-    t.step.assign(end)
-    out = []
-    for i, remote in pending:
-      out.append((i, {k: float(v) for k, v in remote.fetch().items()}))
-    return out
+    t.step.assign(step + num_steps)
+    return [(i, {k: float(v) for k, v in remote.fetch().items()}) for i, remote in pending]
+
+
+def schedule(sampler, step: int, num_steps: int, steps_per_loop: int):
+  """Steps step..step+num_steps-1 as the functions to schedule: [(problem index, first
+  step, count)], each step of the problem `sampler` (None: one problem) draws for it, in
+  runs of at most `steps_per_loop` steps."""
+  out = []
+  for i, count in sampler.runs(step, num_steps) if sampler else [(0, num_steps)]:
+    while count:
+      n = min(count, steps_per_loop)
+      out.append((i, step, n))
+      step, count = step + n, count - n
+  return out

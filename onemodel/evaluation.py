@@ -1,5 +1,13 @@
 """Evaluation: teacher-forced loss for every problem, greedy decoding + real scorers for
-problems whose metrics need predictions. One code path for training-time and CLI eval."""
+problems whose metrics need predictions. One code path for training-time and CLI eval.
+
+Under a synchronous strategy with more than one replica (Mirrored, multi-worker, TPU) each
+batch is split over the replicas: each computes the loss and decodes its slice, the loss
+sums are all-reduced and the decoded ids all-gathered in replica order, so every worker
+scores the whole split and gets the one-device figures. Every worker reads the whole
+(small) evaluation split; only the arithmetic is divided. Under parameter-server training
+the coordinator evaluates on its own device.
+"""
 
 import dataclasses
 import time
@@ -12,6 +20,7 @@ from onemodel import data as data_lib
 from onemodel import decoding
 from onemodel import metrics as metrics_lib
 from onemodel import model as model_lib
+from onemodel import vocab as vocab_lib
 
 
 NUM_EXAMPLES = 3  # the first examples of a split, kept to show beside the metrics
@@ -30,11 +39,14 @@ class Evaluator:
   """Compiles the eval functions once per (model, problem) and reuses them."""
 
   def __init__(self, model, problem, vocab, data_dir: str, batch_size: int = 64,
-               decode_cfg: Optional[decoding.DecodeConfig] = None):
-    """After `evaluate`, `examples` holds the split's first few decoded examples.
+               decode_cfg: Optional[decoding.DecodeConfig] = None,
+               strategy: Optional[tf.distribute.Strategy] = None):
+    """After `evaluate`, `examples` holds the split's first few decoded examples and
+    `rows_per_replica` how many of its rows each replica evaluated.
 
     `decode_cfg`: how to decode (None: `DecodeConfig()`'s defaults; the edges pass
-    `decoding.from_gin()`). Evaluation scores the best beam only."""
+    `decoding.from_gin()`). Evaluation scores the best beam only. `strategy`: the one the
+    model's variables were made under (None: the model's own device)."""
     self.model, self.problem, self.vocab = model, problem, vocab
     self.data_dir, self.batch_size = data_dir, batch_size
     name = problem.name
@@ -53,7 +65,10 @@ class Evaluator:
       return decode(batch)[0]
 
     self._loss_fn, self._decode_fn = loss_fn, decode_fn
-    self.examples = []
+    self.strategy = _replicated(strategy)
+    if self.strategy is not None:
+      self._loss_fn, self._decode_fn = _on_replicas(self.strategy, loss_fn, decode_fn)
+    self.examples, self.rows_per_replica = [], []
 
   def evaluate(self, role: str = "test", max_examples: int = 0) -> Dict[str, float]:
     p = self.problem
@@ -65,6 +80,7 @@ class Evaluator:
     decode = metrics_lib.needs_decoding(p.metrics)
     tmod = adapters.get_modality(p.targets.modality)
     loss_sum, tokens, rows, preds, refs, sources = 0.0, 0.0, 0, [], [], []
+    self.rows_per_replica = [0] * (self.strategy.num_replicas_in_sync if self.strategy else 1)
     start = time.time()
     for batch in ds:
       raw = batch.pop("targets_raw").numpy()
@@ -72,14 +88,18 @@ class Evaluator:
         sources.extend(x.decode("utf-8") for x in batch["inputs_raw"].numpy())
       batch.pop("inputs_raw", None)
       rows += len(raw)
+      if self.strategy is not None:
+        batch = self._split(batch, len(raw))
       s, c = self._loss_fn(batch)
       loss_sum += float(s)
       tokens += float(c)
       if decode:
-        ids = self._decode_fn(batch).numpy()
+        ids = self._decode_fn(batch).numpy()[:len(raw)]
         preds.extend(tmod.postprocess(decoding.strip_eos(row), p.targets, self.vocab)
                      for row in ids)
         refs.extend(tmod.reference(r, p.targets) for r in raw)
+    if self.strategy is None:
+      self.rows_per_replica = [rows]
     results = metrics_lib.loss_metrics(loss_sum, tokens)
     for name in p.metrics:
       if name not in metrics_lib.DECODE_FREE:
@@ -91,3 +111,49 @@ class Evaluator:
                 tmod.display(preds[i], p.targets), tmod.display(refs[i], p.targets))
         for i in range(min(NUM_EXAMPLES, len(preds)))]
     return results
+
+  def _split(self, batch, rows: int):
+    """A host batch -> per-replica slices of equal size. The last batch is padded with
+    copies of its last row whose targets are all padding: they add no loss, and their
+    decoded ids are cut off after the gather."""
+    replicas = self.strategy.num_replicas_in_sync
+    pad = -rows % replicas
+    if pad:
+      batch = {k: tf.concat([v, tf.repeat(v[-1:], pad, axis=0)], axis=0)
+               for k, v in batch.items()}
+      real = tf.range(rows + pad) < rows                                   # [B + pad]
+      real = tf.reshape(real, [-1] + [1] * (batch["targets"].shape.rank - 1))
+      batch["targets"] = tf.where(real, batch["targets"], vocab_lib.PAD_ID)
+    per = (rows + pad) // replicas
+    for r in range(replicas):
+      self.rows_per_replica[r] += min(per, max(rows - r * per, 0))
+
+    def slice_for(ctx):
+      start = ctx.replica_id_in_sync_group * per
+      return {k: v[start:start + per] for k, v in batch.items()}
+    return self.strategy.experimental_distribute_values_from_function(slice_for)
+
+
+def _replicated(strategy):
+  """`strategy` if evaluation runs on its replicas, else None (one replica, or
+  parameter-server training, whose replicas are reached only through its coordinator)."""
+  if strategy is None or strategy.num_replicas_in_sync == 1 or \
+      isinstance(strategy, tf.distribute.ParameterServerStrategy):
+    return None
+  return strategy
+
+
+def _on_replicas(strategy, loss_fn, decode_fn):
+  """One-replica eval functions -> functions of per-replica batches: loss sums all-reduced,
+  decoded ids all-gathered along the batch in replica order."""
+  total = tf.distribute.ReduceOp.SUM
+
+  @tf.function
+  def loss(batch):
+    s, c = strategy.run(loss_fn, (batch,))
+    return strategy.reduce(total, s, axis=None), strategy.reduce(total, c, axis=None)
+
+  @tf.function
+  def decode(batch):
+    return strategy.gather(strategy.run(decode_fn, (batch,)), axis=0)
+  return loss, decode

@@ -247,7 +247,7 @@ class Trainer:
       if key not in self.evaluators:  # compiled once, reused at every evaluation
         self.evaluators[key] = evaluation.Evaluator(
             self.model, p, self.vocabs[p.name], self.data_dir, self.cfg.eval_batch_size,
-            decode_cfg)
+            decode_cfg, self.strategy)
       results = self.evaluators[key].evaluate(role, self.cfg.eval_max_examples)
       self.examples[p.name] = self.evaluators[key].examples
       shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(results.items()))

@@ -2,6 +2,7 @@
 cluster, a parameter-server cluster, and a worker killed mid-run. Every multi-process
 test has a timeout and stops the process group it started."""
 
+import json
 import os
 import re
 import signal
@@ -136,6 +137,55 @@ def test_mirrored_two_cpus_equals_one_device(tmp_path, data_dir, manual_dir):
   assert moved > 1e-2, moved  # training really changed the weights
 
 
+def test_distributed_eval_equals_one_device_eval(tmp_path, data_dir, manual_dir):
+  """Evaluation on 2 mirrored replicas: each decodes half of every batch (the last batch,
+  5 rows, padded to 6), and the loss, BLEU and every decoded row equal one device's on the
+  same checkpoint."""
+  run = str(tmp_path / "run")
+  text = ["TrainConfig.problem='multi30k_en_de'", "TrainConfig.batch_size=8",
+          "TrainConfig.train_steps=6", "TrainConfig.checkpoint_every_steps=6",
+          "TrainConfig.eval_max_examples=37", "TrainConfig.eval_batch_size=16",
+          "TrainConfig.final_eval_role=''"]
+  script = textwrap.dedent(f"""
+      import json, sys, tensorflow as tf
+      cpu = tf.config.list_physical_devices('CPU')[0]
+      tf.config.set_logical_device_configuration(
+          cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+      from onemodel import decoding, registry, trainer
+      from onemodel.cli import common
+      registry.load_plugins()
+      common.parse_gin(['gin/models/tiny.gin'], {text!r})
+      name = sys.argv[1]
+      one = tf.distribute.OneDeviceStrategy('/cpu:0')
+      if name == 'train':
+        trainer.Trainer({run!r}, {data_dir!r}, {manual_dir!r}, strategy=one).train()
+        sys.exit(0)
+      rows, strip = [], decoding.strip_eos
+      decoding.strip_eos = lambda ids: rows.append([int(i) for i in ids]) or strip(ids)
+      strategy = (tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1']) if name == 'mirrored'
+                  else one)
+      ev = trainer.Trainer({run!r}, {data_dir!r}, {manual_dir!r}, strategy=strategy,
+                           training=False)
+      ev.restore()
+      metrics = ev.evaluate('eval', 6)
+      print('EVAL', json.dumps(metrics))
+      print('ROWS', json.dumps(rows))
+      print('PER_REPLICA', json.dumps(next(iter(ev.evaluators.values())).rows_per_replica))
+  """)
+  out = {}
+  for name in ("train", "one", "mirrored"):
+    rc, log = _finish(_start([sys.executable, "-c", script, name]), 300)
+    assert rc == 0, log[-3000:]
+    out[name] = {k: json.loads(v) for k, v in re.findall(r"^([A-Z_]+) (.*)$", log, re.M)}
+  one, mirrored = out["one"], out["mirrored"]
+  assert one["PER_REPLICA"] == [37] and mirrored["PER_REPLICA"] == [19, 18], mirrored
+  assert len(one["ROWS"]) == 37 and mirrored["ROWS"] == one["ROWS"]
+  assert len({tuple(r) for r in one["ROWS"]}) > 5  # the outputs differ between sentences
+  assert mirrored["EVAL"]["bleu"] == one["EVAL"]["bleu"]
+  assert mirrored["EVAL"]["num_examples"] == one["EVAL"]["num_examples"] == 37
+  assert abs(mirrored["EVAL"]["loss_per_token"] - one["EVAL"]["loss_per_token"]) < 1e-5
+
+
 def test_multi_worker_identical_and_matches_single_device(tmp_path, data_dir, manual_dir):
   mw, single = tmp_path / "mw", tmp_path / "single"
   rc, out = _finish(_start([os.path.join(BIN, "onemodel-launch"), "--num_workers=2", "--",
@@ -262,6 +312,37 @@ def test_parameter_server_cluster_trains(tmp_path, data_dir, manual_dir):
   assert len(losses) == 4 and losses[-1] < losses[0], out[-3000:]
   assert "staleness" in out
   assert tf.train.latest_checkpoint(str(out_dir / "checkpoints")).endswith("ckpt-40")
+
+
+def test_parameter_server_sigterm_saves_loses_no_step_and_resumes(tmp_path, data_dir,
+                                                                   manual_dir):
+  """Preempting a parameter-server cluster: the coordinator acts on SIGTERM within a round
+  of functions, saves (before the launcher stops the servers it reads), the launcher
+  exits 143, and the same command resumes at the saved step and finishes."""
+  out_dir = tmp_path / "ps"
+  cmd = [os.path.join(BIN, "onemodel-launch"), "--num_workers=2", "--num_ps=1", "--",
+         *_train_args(out_dir, data_dir, manual_dir, 300,
+                      ["TrainConfig.log_every_steps=10", "TrainConfig.steps_per_loop=2",
+                       "TrainConfig.checkpoint_every_steps=1000"])]
+  proc = _start(cmd)
+  lines, deadline = [], time.time() + 240
+  for line in proc.stdout:
+    lines.append(line)
+    if re.search(r"\[chief 0\] step \d+/300", line) or time.time() > deadline:
+      break
+  os.kill(proc.pid, signal.SIGTERM)
+  rc, rest = _finish(proc, 120)
+  out = "".join(lines) + rest
+  assert rc == 143, _failure(out)
+  saved = re.findall(r"\[chief 0\] onemodel-train: error: (?:preempted \(SIGTERM\)|stopped "
+                     r"by SIGTERM) at step (\d+)", out)
+  assert len(saved) == 1 and 10 <= int(saved[0]) < 300, _failure(out)
+  step = int(saved[0])
+  assert tf.train.latest_checkpoint(str(out_dir / "checkpoints")).endswith(f"ckpt-{step}")
+  rc, out = _finish(_start(cmd), 300)
+  assert rc == 0, _failure(out)
+  assert re.search(rf"resumed from .* at step {step}\b", out), _failure(out)
+  assert tf.train.latest_checkpoint(str(out_dir / "checkpoints")).endswith("ckpt-300")
 
 
 def test_killed_worker_restarts_and_resumes(tmp_path, data_dir, manual_dir):

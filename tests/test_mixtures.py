@@ -154,3 +154,17 @@ def test_decode_of_a_joint_run_must_name_the_problem(problems):
   with pytest.raises(UserError, match="--problem cifar is not in run"):
     common.pick_problem(t, "cifar")
   assert common.pick_problem(t, "fsdd") is problems["fsdd"]
+
+
+def test_parameter_server_schedule_draws_every_step_like_the_sync_runner():
+  """The PS runner schedules functions of at most steps_per_loop steps, and each step
+  trains the problem the sampler draws for that very step (before: one draw per
+  function, so a 5-step function trained one problem 5 times)."""
+  from onemodel import async_training
+  s = mixtures.Sampler(mixtures.Mixture("m", tuple(NAMES)), NAMES, [1, 1, 1], seed=3)
+  plan = async_training.schedule(s, 17, 40, steps_per_loop=5)
+  steps = [(i, first + k) for i, first, count in plan for k in range(count)]
+  assert [step for _, step in steps] == list(range(17, 57))
+  assert [i for i, _ in steps] == [s.problem_index(step) for step in range(17, 57)]
+  assert max(count for _, _, count in plan) <= 5 and len({i for i, _ in steps}) == 3
+  assert async_training.schedule(None, 0, 12, 5) == [(0, 0, 5), (0, 5, 5), (0, 10, 2)]
