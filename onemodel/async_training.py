@@ -4,8 +4,10 @@ same controller, hooks and per-replica step as synchronous training.
 The coordinator (this process, the cluster's 'chief') schedules training functions on
 the workers; each applies its own gradients to the variables on the parameter servers as
 soon as it has them, and the controller joins them at every log, checkpoint or
-evaluation boundary and after each round of about one function per worker, where it
-checks for SIGTERM. As in synchronous training a mixture draws the problem of every
+evaluation boundary. Functions are scheduled a round (one per worker) at a time, one
+round ahead of the round waited for, and SIGTERM is checked between rounds: a preempted
+coordinator stops scheduling, joins what runs, and saves at the step reached (within
+about two rounds of the signal). As in synchronous training a mixture draws the problem of every
 step (`Sampler.problem_index`), not one per function. The step count is the
 coordinator's own (steps scheduled, then joined): Keras' `optimizer.iterations`
 undercounts under concurrent updates, so every scheduled function is told the steps it
@@ -27,13 +29,12 @@ def num_workers(strategy) -> int:
 
 
 class AsyncRunner:
-  """Schedules `steps_per_loop` steps per function, as many as the controller asks."""
+  """Schedules functions of up to `steps_per_loop` steps, as many as the controller asks."""
 
   def __init__(self, t):
     self.t = t
-    workers = num_workers(t.strategy)
-    # The controller checks for SIGTERM after each chunk: one round of functions.
-    self.max_chunk = t.cfg.steps_per_loop * workers
+    self.max_chunk = t.cfg.train_steps  # the controller cuts chunks at its boundaries
+    self.workers = workers = num_workers(t.strategy)
     self.coordinator = tf.distribute.coordinator.ClusterCoordinator(t.strategy)
     self.staleness = hooks_lib.StalenessHook()
     self.hooks = [self.staleness]
@@ -76,15 +77,24 @@ class AsyncRunner:
 
     return worker_fn
 
-  def run(self, step: int, num_steps: int):
-    t, pending = self.t, []
-    for i, first, count in schedule(t.sampler, step, num_steps, t.cfg.steps_per_loop):
-      pending.append((i, self.coordinator.schedule(
+  def run(self, step: int, num_steps: int, signalled=lambda: False):
+    t, rounds, trained = self.t, [], 0
+    plan = schedule(t.sampler, step, num_steps, t.cfg.steps_per_loop)
+    for start in range(0, len(plan), self.workers):
+      if len(rounds) >= 2:  # keep one round queued while waiting for the one before
+        for _, remote in rounds[-2]:
+          remote.fetch()
+        if signalled():
+          break
+      rounds.append([(i, self.coordinator.schedule(
           self.worker_fns[i], args=(self.iterators[i], tf.constant(first, tf.int64),
-                                    tf.constant(count)))))
+                                    tf.constant(count)))) for i, first, count in
+                     plan[start:start + self.workers]])
+      trained += sum(count for _, _, count in plan[start:start + self.workers])
     self.coordinator.join()
-    t.step.assign(step + num_steps)
-    return [(i, {k: float(v) for k, v in remote.fetch().items()}) for i, remote in pending]
+    t.step.assign(step + trained)
+    return trained, [(i, {k: float(v) for k, v in remote.fetch().items()})
+                     for r in rounds for i, remote in r]
 
 
 def schedule(sampler, step: int, num_steps: int, steps_per_loop: int):

@@ -18,8 +18,11 @@ from onemodel.checkpoints import NonFinite
 class Runner(Protocol):
   max_chunk: int
 
-  def run(self, step: int, num_steps: int) -> List[Tuple[int, dict]]:
-    """Trains steps step..step+num_steps-1 -> [(problem index, summed statistics)]."""
+  def run(self, step: int, num_steps: int,
+          signalled: Callable[[], bool]) -> Tuple[int, List[Tuple[int, dict]]]:
+    """Trains steps step..step+num_steps-1 -> (steps trained, [(problem index, summed
+    statistics)]). A runner may stop early once `signalled()` (a SIGTERM came): the
+    controller then saves at the step reached."""
 
 
 def next_boundary(step: int, total: int, intervals: Sequence[int]) -> int:
@@ -46,8 +49,9 @@ class Controller:
     while step < cfg.train_steps:
       end = next_boundary(step, cfg.train_steps,
                           [cfg.log_every_steps, cfg.checkpoint_every_steps] + evals)
-      n = min(self.runner.max_chunk, end - step)
-      for index, stats in self.runner.run(step, n):
+      n, results = self.runner.run(step, min(self.runner.max_chunk, end - step),
+                                   self._signalled)
+      for index, stats in results:
         if not math.isfinite(stats["loss_sum"]):
           name = f" on {self.names[index]}" if len(self.names) > 1 else ""
           raise NonFinite(f"training diverged: non-finite loss{name} in steps "
@@ -82,3 +86,6 @@ class Controller:
       if self.interrupts is not None:
         self.interrupts.check(step)
     return step, loss
+
+  def _signalled(self) -> bool:
+    return bool(self.interrupts is not None and self.interrupts.received)

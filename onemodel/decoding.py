@@ -50,6 +50,8 @@ class DecodeConfig:
     if self.method not in METHODS:
       raise errors.UserError(f"gin binding DecodeConfig.method={self.method!r}: use "
                              + ", ".join(repr(m) for m in METHODS))
+    if self.alpha < 0:  # the beam search's stop needs a penalty that grows with length
+      raise errors.UserError(f"gin binding DecodeConfig.alpha={self.alpha}: must be >= 0")
     for name in ("beam_size", "max_decode_length", "top_k"):
       low = 1 if name == "beam_size" else 0
       if getattr(self, name) < low:

@@ -15,21 +15,22 @@ import tensorflow as tf
 
 
 class Dropout(keras.layers.Dropout):
-  """`keras.layers.Dropout`, with a different mask on each replica."""
+  """`keras.layers.Dropout` (without `noise_shape`), with a different mask on each
+  replica."""
+
+  def __init__(self, rate, **kwargs):
+    if kwargs.get("noise_shape") is not None:
+      raise ValueError("onemodel.dropout.Dropout takes no noise_shape")
+    super().__init__(rate, **kwargs)
 
   def call(self, inputs, training=False):
     replicas = tf.distribute.get_replica_context()
-    if not training or self.rate <= 0 or replicas is None \
+    if not training or self.rate <= 0 or self.rate >= 1 or replicas is None \
         or replicas.num_replicas_in_sync == 1:
-      return super().call(inputs, training=training)
+      return super().call(inputs, training=training)  # rate 1: zeros, as Keras
     # Keras's own draw (advances the shared state the same way on every replica), then
     # the replica's own stream of it. Keras casts its int64 state to int32 this way for
     # the stateless ops (keras/src/backend/tensorflow/random.py, _cast_seed).
     seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)
     seed = tf.random.experimental.stateless_fold_in(seed, replicas.replica_id_in_sync_group)
-    noise_shape = self.noise_shape
-    if noise_shape is not None:  # None entries: the input's own size (as Keras)
-      noise_shape = [tf.shape(inputs)[i] if d is None else d
-                     for i, d in enumerate(noise_shape)]
-    return tf.nn.experimental.stateless_dropout(inputs, rate=self.rate,
-                                                noise_shape=noise_shape, seed=seed)
+    return tf.nn.experimental.stateless_dropout(inputs, rate=self.rate, seed=seed)

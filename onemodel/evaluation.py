@@ -2,11 +2,13 @@
 problems whose metrics need predictions. One code path for training-time and CLI eval.
 
 Under a synchronous strategy with more than one replica (Mirrored, multi-worker, TPU) each
-batch is split over the replicas: each computes the loss and decodes its slice, the loss
-sums are all-reduced and the decoded ids all-gathered in replica order, so every worker
-scores the whole split and gets the one-device figures. Every worker reads the whole
-(small) evaluation split; only the arithmetic is divided. Under parameter-server training
-the coordinator evaluates on its own device.
+batch is split over the replicas: each computes the loss and decodes its slice, and the
+loss sums and the decoded ids (each replica's rows placed at its own offset, zeros
+elsewhere) are summed over the replicas, so every worker scores the whole split and gets
+the one-device figures (greedy and beam decoding; sampling draws by row position). Every
+worker reads the whole (small) evaluation split and takes part (the sums are
+collectives); only the chief writes. Under parameter-server training the coordinator
+evaluates on its own device.
 """
 
 import dataclasses
@@ -65,7 +67,7 @@ class Evaluator:
       return decode(batch)[0]
 
     self._loss_fn, self._decode_fn = loss_fn, decode_fn
-    self.strategy = _replicated(strategy)
+    self.strategy = strategy if distributed(strategy) else None
     if self.strategy is not None:
       self._loss_fn, self._decode_fn = _on_replicas(self.strategy, loss_fn, decode_fn)
     self.examples, self.rows_per_replica = [], []
@@ -113,9 +115,10 @@ class Evaluator:
     return results
 
   def _split(self, batch, rows: int):
-    """A host batch -> per-replica slices of equal size. The last batch is padded with
-    copies of its last row whose targets are all padding: they add no loss, and their
-    decoded ids are cut off after the gather."""
+    """A host batch -> per-replica slices of equal size. A batch whose rows do not
+    divide over the replicas (the last one; every one if `batch_size` does not divide)
+    is padded with copies of its last row whose targets are all padding: they add no
+    loss, and their decoded ids are cut off."""
     replicas = self.strategy.num_replicas_in_sync
     pad = -rows % replicas
     if pad:
@@ -134,26 +137,37 @@ class Evaluator:
     return self.strategy.experimental_distribute_values_from_function(slice_for)
 
 
-def _replicated(strategy):
-  """`strategy` if evaluation runs on its replicas, else None (one replica, or
-  parameter-server training, whose replicas are reached only through its coordinator)."""
-  if strategy is None or strategy.num_replicas_in_sync == 1 or \
-      isinstance(strategy, tf.distribute.ParameterServerStrategy):
-    return None
-  return strategy
+def distributed(strategy) -> bool:
+  """Whether evaluation runs on the replicas of `strategy`: not with one replica, nor
+  under parameter-server training (its replicas are reached through its coordinator).
+  When it does, every worker must evaluate: its sums over the replicas are
+  collectives."""
+  return strategy is not None and strategy.num_replicas_in_sync > 1 and \
+      not isinstance(strategy, tf.distribute.ParameterServerStrategy)
 
 
 def _on_replicas(strategy, loss_fn, decode_fn):
-  """One-replica eval functions -> functions of per-replica batches: loss sums all-reduced,
-  decoded ids all-gathered along the batch in replica order."""
+  """One-replica eval functions -> functions of per-replica batches: loss sums and
+  decoded ids summed over the replicas. The ids travel as a sum of zero-padded blocks
+  rather than an all-gather, whose order across workers is the collective's device order,
+  not necessarily the replica ids'; float32 holds ids below 2^24 exactly."""
   total = tf.distribute.ReduceOp.SUM
+  replicas = strategy.num_replicas_in_sync
 
   @tf.function
   def loss(batch):
     s, c = strategy.run(loss_fn, (batch,))
     return strategy.reduce(total, s, axis=None), strategy.reduce(total, c, axis=None)
 
+  def placed(batch):
+    ids = decode_fn(batch)                                                 # [b, T]
+    b = tf.shape(ids)[0]
+    before = tf.distribute.get_replica_context().replica_id_in_sync_group * b
+    after = (replicas - 1) * b - before
+    return tf.pad(tf.cast(ids, tf.float32), [[before, after], [0, 0]])    # [R*b, T]
+
   @tf.function
   def decode(batch):
-    return strategy.gather(strategy.run(decode_fn, (batch,)), axis=0)
+    return tf.cast(strategy.reduce(total, strategy.run(placed, (batch,)), axis=None),
+                   tf.int32)
   return loss, decode

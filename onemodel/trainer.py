@@ -251,7 +251,8 @@ class Trainer:
       results = self.evaluators[key].evaluate(role, self.cfg.eval_max_examples)
       self.examples[p.name] = self.evaluators[key].examples
       shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(results.items()))
-      print(f"eval {p.name} {role} @ step {step}: {shown}", flush=True)
+      if self.is_chief:
+        print(f"eval {p.name} {role} @ step {step}: {shown}", flush=True)
       if writer is not None:
         with writer.as_default():
           for k, v in results.items():
@@ -332,8 +333,8 @@ class Trainer:
                                 **extra).items():
           tf.summary.scalar(name, value, step=step)
 
-    def evaluate(step):
-      if self.is_chief:
+    def evaluate(step):  # every worker, when evaluation is distributed (collectives)
+      if self.is_chief or evaluation.distributed(self.strategy):
         self.evaluate(cfg.eval_role, step, eval_writer)
 
     ctl = controller_lib.Controller(cfg, runner, hooks, progress, self.keeper.save,
@@ -357,7 +358,7 @@ class Trainer:
     if summary:
       run.write_json("instruments.json", summary)
     results = None
-    if cfg.final_eval_role and self.is_chief:
+    if cfg.final_eval_role and (self.is_chief or evaluation.distributed(self.strategy)):
       results = self.evaluate(cfg.final_eval_role, step, eval_writer,
                               decode_cfg=self.final_decode_cfg)
     eval_writer.flush()
@@ -367,7 +368,7 @@ class Trainer:
       tf.function(lambda: self.strategy.reduce(
           tf.distribute.ReduceOp.SUM, self.strategy.run(lambda: tf.constant(1.0)),
           axis=None))()
-    return {"step": step, "loss": loss, "eval": results}
+    return {"step": step, "loss": loss, "eval": results if self.is_chief else None}
 
   def _peak_gflops(self) -> float:
     if not self.cfg.report_mfu:
@@ -417,11 +418,10 @@ class SyncRunner:
     t.checkpoint.inputs = {p.name: it for p, it in zip(t.problems, self.iterators)}
     self.loops = [make_train_loop(t, i) for i in range(len(t.problems))]
 
-  def run(self, step: int, num_steps: int):
+  def run(self, step: int, num_steps: int, signalled=None):  # chunks are short anyway
     runs = self.t.sampler.runs(step, num_steps) if self.t.sampler else [(0, num_steps)]
-    return [(i, {k: float(v) for k, v in self.loops[i](self.iterators[i],
-                                                        tf.constant(count)).items()})
-            for i, count in runs]
+    return num_steps, [(i, {k: float(v) for k, v in self.loops[i](
+        self.iterators[i], tf.constant(count)).items()}) for i, count in runs]
 
 
 def make_train_loop(t: Trainer, index: int):

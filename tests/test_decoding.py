@@ -181,14 +181,14 @@ def test_best_only_beam_returns_the_full_search_best_in_fewer_steps():
   best sequence and score must equal those of the search run to its usual stop."""
   rng = np.random.default_rng(0)
   fewer = 0
-  for trial in range(40):
+  for trial, alpha in enumerate([0.0, 0.6, 1.0] * 14):
     table = rng.normal(0.0, 2.0, size=[7, 7])
     table[:, vocab_lib.PAD_ID] = -1e9
     table[:, vocab_lib.EOS_ID] += rng.uniform(-2.0, 1.0)
     full_calls, best_calls = [], []
     state = {"x": tf.zeros([3 * 4, 1])}
-    full = decoding.beam_search(_markov_logits_fn(table, full_calls), 3, 4, 16, 0.6, state)
-    best = decoding.beam_search(_markov_logits_fn(table, best_calls), 3, 4, 16, 0.6, state,
+    full = decoding.beam_search(_markov_logits_fn(table, full_calls), 3, 4, 16, alpha, state)
+    best = decoding.beam_search(_markov_logits_fn(table, best_calls), 3, 4, 16, alpha, state,
                                 best_only=True)
     np.testing.assert_array_equal(best[0][:, 0].numpy(), full[0][:, 0].numpy(),
                                   err_msg=f"trial {trial}")

@@ -29,7 +29,10 @@ SCRIPT = textwrap.dedent("""
       masks.append([v.numpy() != 0 for v in strategy.experimental_local_results(step())])
     state = layer.seed_generator.state.value  # a MirroredVariable: one copy per replica
     states = [v.numpy() for v in state.values]
-    one_device = layer_cls(0.5, seed=7)(tf.ones([4, 64]), training=True).numpy() != 0
+    one = tf.distribute.OneDeviceStrategy('/cpu:0')
+    with one.scope():
+      single = layer_cls(0.5, seed=7)
+    one_device = one.run(lambda: single(tf.ones([4, 64]), training=True)).numpy() != 0
     reference = keras.layers.Dropout(0.5, seed=7)(tf.ones([4, 64]), training=True).numpy() != 0
     print('SAME_ACROSS_REPLICAS', [bool(np.array_equal(a, b)) for a, b in masks])
     print('SAME_ACROSS_STEPS', bool(np.array_equal(masks[0][0], masks[1][0])))

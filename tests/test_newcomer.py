@@ -107,6 +107,7 @@ def test_directory_flags_through_a_file(runs, data_dir, manual_dir, tmp_path):
     ("TextConfig.token_dropout=1.5", "TextConfig.token_dropout=1.5: allowed range"),
     ("DecodeConfig.method='bogus'", "DecodeConfig.method='bogus': use 'greedy'"),
     ("DecodeConfig.beam_size=0", "DecodeConfig.beam_size=0: must be >= 1"),
+    ("DecodeConfig.alpha=-0.5", "DecodeConfig.alpha=-0.5: must be >= 0"),
     ("optimizer.weight_decay='none'", "optimizer.weight_decay='none': must be a number"),
     ("learning_rate_schedule.warmup_steps=1.5", "warmup_steps=1.5: must be an integer"),
     ("PruningConfig.frequency='often'", "PruningConfig.frequency='often': must be an"),

@@ -136,7 +136,8 @@ def load_run():
   from onemodel import backbone
   from onemodel import distribute
   from onemodel import trainer
-  # No optimizer and no training input pipeline: only the model, on the default device.
+  # No optimizer and no training input pipeline: only the model, under the default
+  # strategy (several GPUs: mirrored, and evaluation runs on every replica).
   # The run's gin is read here, at the edge (eval, export, decode, predict, average).
   t = trainer.Trainer(out, FLAGS.data_dir, FLAGS.manual_dir, cfg=trainer.TrainConfig(),
                       backbone_cfg=backbone.BackboneConfig(), training=False,
