@@ -137,6 +137,13 @@ SYSTEMS = {s.name: s for s in [
            "datasheet: 8 A100, NVSwitch, 8x HDR 200 Gbit/s"),
     System("a100_40gb", "a100_40gb", 8, "nvlink3", "ib_hdr", 8, source="NVIDIA DGX A100 "
            "(40 GB) datasheet: 8 A100-SXM4-40GB, NVSwitch, 8x HDR 200 Gbit/s"),
+    # HGX A100 4-GPU servers (MLPerf v1.1 system descriptions: Dell PowerEdge XE8545 with
+    # 2x ConnectX-6 HDR, Lenovo SD650-N V2 / SR670 V2, Supermicro AS-2124GQ-NART+): 4
+    # A100-SXM4 joined by NVLink 3 (each GPU's 12 links split over its 3 peers).
+    System("a100_x4", "a100", 4, "nvlink3", "ib_hdr", 2, source="HGX A100 4-GPU server "
+           "(e.g. Dell PowerEdge XE8545): 4 A100-SXM4-80GB, NVLink 3, 2x HDR 200 Gbit/s"),
+    System("a100_40gb_x4", "a100_40gb", 4, "nvlink3", "ib_hdr", 2, source="HGX A100 "
+           "4-GPU server (Dell PowerEdge XE8545): 4 A100-SXM4-40GB, NVLink 3, 2x HDR"),
     System("h100", "h100", 8, "nvlink4", "ib_ndr", 8, source="NVIDIA DGX H100 "
            "datasheet: 8 H100, NVSwitch, 8x NDR 400 Gbit/s"),
     System("tpu_v2", "tpu_v2", 4, None, "tpu_v2_ici", 1, "torus", 2,
