@@ -6,7 +6,8 @@ onemodel/plan/records.csv and prints a markdown table with the error of each.
 Calibration records are predicted leave-one-out (the MFU table is refitted without the
 record predicted); validation records (later MLPerf rounds) are predicted with the table
 fitted on all calibration records and were never fitted on. Prints the median absolute
-error of each set, and of the validation records of each MLPerf round (v0.7, v1.0) apart.
+error of each set, and of the validation records of each MLPerf round (v0.7, v1.0,
+v1.1) apart.
 """
 
 import argparse
@@ -23,6 +24,8 @@ def _fmt(s):
 
 # Validation records by MLPerf round (record id prefix); "" is all of them.
 VALIDATION_SETS = [("MLPerf v0.7 alone", "mlperf07_"), ("MLPerf v1.0 alone", "mlperf10_"),
+                   ("MLPerf v0.7 + v1.0 (the earlier rounds)", ("mlperf07_", "mlperf10_")),
+                   ("MLPerf v1.1 alone (the round of 2026-12-06)", "mlperf11_"),
                    ("all", "")]
 
 

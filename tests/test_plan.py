@@ -210,6 +210,22 @@ def test_table_mfu_falls_back_to_the_family_before_all_records():
   assert planner.table_mfu({}, "a100", "cnn") == (None, "")
 
 
+
+def test_table_mfu_takes_the_predecessor_before_the_family():
+  t = {("v100", "cnn"): 0.2, ("v100", "transformer"): 0.26, ("tpu_v3", "cnn"): 0.38,
+       ("*", "cnn"): 0.3, ("*", "transformer"): 0.35, "*": 0.33, "half_work": 0.0}
+  assert planner.table_mfu(t, "a100", "cnn") == (0.2, "predecessor v100")
+  assert planner.table_mfu(t, "a100", "transformer") == (0.26, "predecessor v100")
+  # Up the line: A100 40 GB -> A100 -> V100; H100 -> A100 -> V100; TPU v4 -> TPU v3.
+  assert planner.table_mfu(t, "a100_40gb", "cnn") == (0.2, "predecessor v100")
+  assert planner.table_mfu(t, "h100", "cnn") == (0.2, "predecessor v100")
+  assert planner.table_mfu(t, "tpu_v4", "cnn") == (0.38, "predecessor tpu_v3")
+  # Only the predecessor's own family: otherwise the family fallback as before.
+  assert planner.table_mfu(t, "tpu_v4", "transformer") == (0.35, "family")
+  assert planner.table_mfu(t, "knl", "cnn") == (0.3, "family")
+  assert hardware.accelerator("a100_40gb").hbm_bandwidth < \
+      hardware.accelerator("a100").hbm_bandwidth
+
 def _fake_record(rid, chips, batch):
   return records.Record(rid, "calibration", "made up", "resnet50_imagenet", "", "",
                         "tpu_v3", chips, "tpu_v3_ici", "bf16", "fp32", batch, 1.0, None,

@@ -14,7 +14,12 @@ work varies within a group only for V100 and TPU v3, and their CNN records alone
 similar values (7.1e11 and 4.8e11 FLOPs; as seconds per step, 17.5 and 9.8 ms, so FLOPs
 transfer across hardware at least as well). The MFU table is the geometric mean of MFU_max per
 (accelerator, family), with per-accelerator, per-family and global fallbacks
-(planner.table_mfu). The per-family fallback (for an accelerator with no record) was
+(planner.table_mfu). An accelerator with no record first takes its calibrated
+predecessor's MFU_max on the same family (A100 -> V100, TPU v4 -> TPU v3; 2026-12-06,
+see planner.table_mfu: at equal peak and bandwidth V100 and TPU v3 differ 0.27 / 0.38 on
+CNNs, so the chip and its vendor's software, not the family, set the fraction of peak;
+no calibration accelerator has a calibrated predecessor, so leave-one-out cannot test
+this step). The per-family fallback (for an accelerator with neither) was
 chosen by predicting each calibration accelerator's records from the other accelerators'
 records: median error 26% with the family's MFU_max against 32% with the mean over all
 records (17% against 22% with a flat MFU; note that w_half makes this

@@ -25,6 +25,10 @@ class Accelerator:
   memory_bytes: float
   source: str
   hbm_bandwidth: float = 0.0     # bytes/s of device memory (0: unknown)
+  # The calibrated accelerator whose MFU_max this one takes for a workload family it has
+  # no record of (planner.table_mfu): its predecessor in the same vendor's line, run by
+  # the same vendor's software in 16-bit matrix math ('' : none; see table_mfu).
+  predecessor: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,22 +63,30 @@ ACCELERATORS = {a.name: a for a in [
                 "900 GB/s", 900 * GB),
     Accelerator("a100", {"fp32": 19.5 * TFLOPS, "tf32": 156.0 * TFLOPS,
                          "fp16": 312.0 * TFLOPS, "bf16": 312.0 * TFLOPS}, 80 * GB,
-                "NVIDIA A100 (SXM4) datasheet: 19.5 fp32, 156 tf32, 312 bf16/fp16 TFLOP/s, "
-                "2039 GB/s", 2039 * GB),
+                "NVIDIA A100 (SXM4 80GB) datasheet: 19.5 fp32, 156 tf32, 312 bf16/fp16 "
+                "dense TFLOP/s (624 only with 2:4 sparsity), 80 GB HBM2e, 2039 GB/s",
+                2039 * GB, predecessor="v100"),
+    # MLPerf v0.7's DGX A100 and some later systems use the 40 GB part (their system
+    # descriptions: "NVIDIA A100-SXM4-40GB"): the same peaks, slower memory.
+    Accelerator("a100_40gb", {"fp32": 19.5 * TFLOPS, "tf32": 156.0 * TFLOPS,
+                              "fp16": 312.0 * TFLOPS, "bf16": 312.0 * TFLOPS}, 40 * GB,
+                "NVIDIA A100 (SXM4 40GB) datasheet: the same TFLOP/s as the 80 GB part, "
+                "40 GB HBM2, 1555 GB/s", 1555 * GB, predecessor="a100"),
     Accelerator("h100", {"fp32": 67.0 * TFLOPS, "tf32": 494.0 * TFLOPS,
                          "fp16": 989.0 * TFLOPS, "bf16": 989.0 * TFLOPS}, 80 * GB,
                 "NVIDIA H100 (SXM5) datasheet: 67 fp32, 989 bf16 dense TFLOP/s, 80 GB, "
-                "3.35 TB/s", 3350 * GB),
+                "3.35 TB/s", 3350 * GB, predecessor="a100"),
     Accelerator("tpu_v2", {"bf16": 45.0 * TFLOPS, "fp16": 45.0 * TFLOPS}, 16 * GB,
                 "Jouppi et al. 2020, 'A domain-specific supercomputer for training DNNs', "
                 "CACM 63(7): TPUv2 45 TFLOP/s bf16, 16 GiB HBM (700 GB/s) per chip",
                 700 * GB),
     Accelerator("tpu_v3", {"bf16": 123.0 * TFLOPS, "fp16": 123.0 * TFLOPS}, 32 * GB,
                 "Cloud TPU v3 docs (cloud.google.com/tpu/docs/v3): 123 TFLOP/s bf16, "
-                "32 GiB HBM at 900 GB/s per chip (a chip has 2 cores)", 900 * GB),
+                "32 GiB HBM at 900 GB/s per chip (a chip has 2 cores)", 900 * GB,
+                predecessor="tpu_v2"),
     Accelerator("tpu_v4", {"bf16": 275.0 * TFLOPS, "fp16": 275.0 * TFLOPS}, 32 * GB,
                 "Cloud TPU v4 docs (cloud.google.com/tpu/docs/v4): 275 TFLOP/s bf16, "
-                "32 GiB HBM at 1200 GB/s per chip", 1200 * GB),
+                "32 GiB HBM at 1200 GB/s per chip", 1200 * GB, predecessor="tpu_v3"),
     # 68 cores x 1.4 GHz x 2 AVX-512 units x 16 fp32 lanes x 2 (FMA) = 6.1 TFLOP/s.
     Accelerator("knl", {"fp32": 6.09 * TFLOPS}, 16 * GB,
                 "Intel Xeon Phi 7250 (ark.intel.com): 68 cores, 1.4 GHz, 2 AVX-512 FMA "
@@ -123,6 +135,15 @@ SYSTEMS = {s.name: s for s in [
            "datasheet: 16 V100, NVSwitch, 8x IB EDR"),
     System("a100", "a100", 8, "nvlink3", "ib_hdr", 8, source="NVIDIA DGX A100 "
            "datasheet: 8 A100, NVSwitch, 8x HDR 200 Gbit/s"),
+    System("a100_40gb", "a100_40gb", 8, "nvlink3", "ib_hdr", 8, source="NVIDIA DGX A100 "
+           "(40 GB) datasheet: 8 A100-SXM4-40GB, NVSwitch, 8x HDR 200 Gbit/s"),
+    # HGX A100 4-GPU servers (MLPerf v1.1 system descriptions: Dell PowerEdge XE8545 with
+    # 2x ConnectX-6 HDR, Lenovo SD650-N V2 / SR670 V2, Supermicro AS-2124GQ-NART+): 4
+    # A100-SXM4 joined by NVLink 3 (each GPU's 12 links split over its 3 peers).
+    System("a100_x4", "a100", 4, "nvlink3", "ib_hdr", 2, source="HGX A100 4-GPU server "
+           "(e.g. Dell PowerEdge XE8545): 4 A100-SXM4-80GB, NVLink 3, 2x HDR 200 Gbit/s"),
+    System("a100_40gb_x4", "a100_40gb", 4, "nvlink3", "ib_hdr", 2, source="HGX A100 "
+           "4-GPU server (Dell PowerEdge XE8545): 4 A100-SXM4-40GB, NVLink 3, 2x HDR"),
     System("h100", "h100", 8, "nvlink4", "ib_ndr", 8, source="NVIDIA DGX H100 "
            "datasheet: 8 H100, NVSwitch, 8x NDR 400 Gbit/s"),
     System("tpu_v2", "tpu_v2", 4, None, "tpu_v2_ici", 1, "torus", 2,

@@ -61,19 +61,39 @@ def saturating_mfu(mfu_max: float, work: float, half_work: float) -> float:
 
 def table_mfu(mfu_table: dict, accelerator: str, family: str):
   """(MFU_max, where from) from a calibrated table: this accelerator on this workload
-  family, else this accelerator on any family, else the family on any calibrated
-  accelerator (an accelerator with no record, e.g. A100 or TPU v4: predicting each
-  calibration accelerator from the others, the family's MFU misses less than the mean
-  over all records; see calibrate.py), else the mean over all records. None if empty."""
+  family, else this accelerator on any family, else its nearest calibrated predecessor
+  on this family (hardware.Accelerator.predecessor, followed up the line: A100 -> V100,
+  TPU v4 -> TPU v3), else the family on any calibrated accelerator, else the mean over
+  all records. None if empty.
+
+  Why the predecessor before the family: at equal peak and memory bandwidth (V100 125
+  TFLOP/s fp16 and 900 GB/s, TPU v3 123 bf16 and 900) the calibration records' CNN
+  MFU_max differ 0.27 against 0.38: the fraction of peak a chip reaches is set by the
+  chip and the software that runs it, which the family's mean over all accelerators
+  (including fp32 chips without matrix units, P100 0.44 and KNL 0.37) does not carry.
+  A chip's predecessor runs the same vendor's implementations (NVIDIA's MXNet/PyTorch
+  MLPerf code on V100 and A100, Google's TF/XLA on TPU v3 and v4). Only same-family
+  MFU_max is taken from it."""
   if (accelerator, family) in mfu_table:
     return mfu_table[(accelerator, family)], "accelerator+family"
   if accelerator in mfu_table:
     return mfu_table[accelerator], "accelerator"
+  seen, pred = {accelerator}, _predecessor(accelerator)
+  while pred and pred not in seen:
+    if (pred, family) in mfu_table:
+      return mfu_table[(pred, family)], f"predecessor {pred}"
+    seen.add(pred)
+    pred = _predecessor(pred)
   if ("*", family) in mfu_table:
     return mfu_table[("*", family)], "family"
   if "*" in mfu_table:
     return mfu_table["*"], "all records"
   return None, ""
+
+
+def _predecessor(accelerator: str) -> str:
+  acc = hardware.ACCELERATORS.get(accelerator)
+  return acc.predecessor if acc else ""
 
 
 def chip_speed(w: Workload, m: hardware.Machine, opt: Options, mfu_table=None,
