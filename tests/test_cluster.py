@@ -317,33 +317,35 @@ def test_parameter_server_cluster_trains(tmp_path, data_dir, manual_dir):
 def test_parameter_server_sigterm_saves_loses_no_step_and_resumes(tmp_path, data_dir,
                                                                    manual_dir):
   """Preempting a parameter-server cluster: the coordinator acts on SIGTERM within a few
-  rounds of functions (not at the next log boundary, 100 steps on), saves before the
-  launcher stops the servers it reads, the launcher exits 143, and the same command
-  resumes at the saved step and finishes."""
+  rounds of functions (not at the next log boundary, step 200), saves before the launcher
+  stops the servers it reads, the launcher exits 143, and the same command resumes at the
+  saved step and finishes. The signal comes half a second after the step-100 log line, once
+  that boundary's own check has passed."""
   out_dir = tmp_path / "ps"
   cmd = [os.path.join(BIN, "onemodel-launch"), "--num_workers=2", "--num_ps=1", "--",
-         *_train_args(out_dir, data_dir, manual_dir, 300,
+         *_train_args(out_dir, data_dir, manual_dir, 400,
                       ["TrainConfig.log_every_steps=100", "TrainConfig.steps_per_loop=2",
                        "TrainConfig.checkpoint_every_steps=1000"])]
   proc = _start(cmd)
   lines, deadline = [], time.time() + 240
   for line in proc.stdout:
     lines.append(line)
-    if re.search(r"\[chief 0\] step 100/300", line) or time.time() > deadline:
+    if re.search(r"\[chief 0\] step 100/400", line) or time.time() > deadline:
       break
+  time.sleep(0.5)
   os.kill(proc.pid, signal.SIGTERM)
   rc, rest = _finish(proc, 120)
   out = "".join(lines) + rest
   assert rc == 143, _failure(out)
   saved = re.findall(r"\[chief 0\] onemodel-train: error: (?:preempted \(SIGTERM\)|stopped "
                      r"by SIGTERM) at step (\d+)", out)
-  assert len(saved) == 1 and 100 <= int(saved[0]) < 150, _failure(out)
+  assert len(saved) == 1 and 100 < int(saved[0]) < 200, _failure(out)
   step = int(saved[0])
   assert tf.train.latest_checkpoint(str(out_dir / "checkpoints")).endswith(f"ckpt-{step}")
   rc, out = _finish(_start(cmd), 300)
   assert rc == 0, _failure(out)
   assert re.search(rf"resumed from .* at step {step}\b", out), _failure(out)
-  assert tf.train.latest_checkpoint(str(out_dir / "checkpoints")).endswith("ckpt-300")
+  assert tf.train.latest_checkpoint(str(out_dir / "checkpoints")).endswith("ckpt-400")
 
 
 def test_killed_worker_restarts_and_resumes(tmp_path, data_dir, manual_dir):
