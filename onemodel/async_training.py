@@ -7,8 +7,8 @@ soon as it has them, and the controller joins them at every log, checkpoint or
 evaluation boundary. Functions are scheduled a round (one per worker) at a time, one
 round ahead of the round waited for, and SIGTERM is checked between rounds: a preempted
 coordinator stops scheduling, joins what runs, and saves at the step reached (within
-about two rounds of the signal). As in synchronous training a mixture draws the problem of every
-step (`Sampler.problem_index`), not one per function. The step count is the
+about two rounds of the signal). As in synchronous training a mixture draws the problem
+of every step (`Sampler.problem_index`), not one per function. The step count is the
 coordinator's own (steps scheduled, then joined): Keras' `optimizer.iterations`
 undercounts under concurrent updates, so every scheduled function is told the steps it
 trains and sets the optimizer's iteration (and with it the learning-rate schedule) from
