@@ -28,7 +28,10 @@ setup(
     package_data={"problems": ["checksums.tsv"], "onemodel.plan": ["records.csv"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "pytest-xdist==3.8.0"],
+        # kubernetes: its models (generated from the Kubernetes OpenAPI schema) validate
+        # the manifests of `onemodel-launch --k8s` in tests/test_k8s.py.
+        "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "pytest-xdist==3.8.0",
+                 "kubernetes==37.0.3"],
         # keras-hub: the peer of benchmarks/speed_vs_peer.py and useful_tokens.py only.
         "bench": ["matplotlib==3.11.2", "keras-hub==0.32.0"],
     },

@@ -3,6 +3,8 @@
   onemodel-launch --num_workers=2 -- --gin_file=gin/experiments/mnist.gin --output_dir=runs/mw
   onemodel-launch --num_workers=2 --num_ps=1 -- --gin_file=... --output_dir=runs/ps
   onemodel-launch --slurm --num_workers=4 -- --gin_file=... --output_dir=runs/mw > job.sh
+  onemodel-launch --k8s --num_workers=4 --image=IMAGE --volume_claim=CLAIM -- \
+      --gin_file=... --output_dir=/shared/runs/mw | kubectl apply -f -
 
 Without --num_ps: synchronous multi-worker training (--strategy=multi_worker; worker 0 is
 the chief). With --num_ps: asynchronous parameter-server training (--strategy=
@@ -18,6 +20,7 @@ passes SIGTERM on to every task and gives them time to save, then exits 143 or 1
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,6 +31,7 @@ import time
 from absl import app
 from absl import flags
 
+from onemodel import k8s
 from onemodel import slurm
 from onemodel.cli import common
 
@@ -38,8 +42,19 @@ flags.DEFINE_integer("max_restarts", 0, "Times to restart after a failure.")
 flags.DEFINE_string("host", "localhost", "Address the tasks listen on.")
 flags.DEFINE_boolean("slurm", False, "Print an sbatch script that trains on --num_workers "
                      "SLURM nodes (one synchronous worker each), and exit.")
+flags.DEFINE_boolean("k8s", False, "Print a Kubernetes indexed Job and headless Service "
+                     "that train on --num_workers pods (one synchronous worker each), "
+                     "for `kubectl apply -f -`, and exit.")
+flags.DEFINE_string("job_name", "onemodel", "--slurm/--k8s: the job's name (--k8s: also "
+                    "the Service's and the pods' DNS prefix).")
+flags.DEFINE_string("image", "", "--k8s: the container image with onemodel installed.")
+flags.DEFINE_string("volume_claim", "", "--k8s: a PersistentVolumeClaim mounted on every "
+                    "pod at --mount_path (the shared --output_dir and --data_dir).")
+flags.DEFINE_string("mount_path", "/shared", "--k8s: where --volume_claim is mounted.")
 
 PROG = "onemodel-launch"
+# A Kubernetes object name that is also a DNS label once the pod index is appended.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,48}[a-z0-9])?")
 
 
 def free_ports(n):
@@ -178,10 +193,24 @@ def main(argv):
   if not any(a.startswith("--output_dir") for a in train_args):
     sys.exit(f"{PROG}: error: pass onemodel-train's flags after '--', including "
              "--output_dir")
-  if FLAGS.slurm:
+  if FLAGS.slurm or FLAGS.k8s:
+    which = "--slurm" if FLAGS.slurm else "--k8s"
+    if FLAGS.slurm and FLAGS.k8s:
+      sys.exit(f"{PROG}: error: --slurm and --k8s exclude each other")
     if FLAGS.num_ps:
-      sys.exit(f"{PROG}: error: --slurm runs synchronous workers only; drop --num_ps")
-    print(slurm.sbatch_script(FLAGS.num_workers, train_args), end="")
+      sys.exit(f"{PROG}: error: {which} runs synchronous workers only; drop --num_ps")
+    if not _DNS_LABEL.fullmatch(FLAGS.job_name):
+      sys.exit(f"{PROG}: error: --job_name={FLAGS.job_name!r}: use lower-case letters, "
+               "digits and '-' (a DNS label, at most 50 characters)")
+    if FLAGS.slurm:
+      print(slurm.sbatch_script(FLAGS.num_workers, train_args, FLAGS.job_name), end="")
+      return
+    if not FLAGS.image:
+      sys.exit(f"{PROG}: error: --k8s needs --image (a container image with onemodel "
+               "installed)")
+    print(k8s.to_yaml(k8s.manifests(
+        FLAGS.num_workers, train_args, FLAGS.image, FLAGS.job_name, FLAGS.volume_claim,
+        FLAGS.mount_path, max_restarts=FLAGS.max_restarts)), end="")
     return
   is_async = FLAGS.num_ps > 0
   strategy = "parameter_server" if is_async else "multi_worker"
