@@ -183,7 +183,7 @@ class Backbone(keras.layers.Layer):
   def encode(self, x, mask, training=False, segment_ids=None):
     """x: [B, S, D], mask: [B, S] (1 = real) -> [B, S, D].
 
-    segment_ids: optional [B, S] ints of packed rows (see data.pack_examples): a
+    segment_ids: optional [B, S] ints of packed rows (see batching.pack_examples): a
     position then attends only to the positions of its own segment."""
     attn_mask = mask[:, tf.newaxis, tf.newaxis, :]  # [B, 1, 1, S]
     if segment_ids is not None:

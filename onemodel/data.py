@@ -14,6 +14,7 @@ from typing import Dict, Optional
 import tensorflow as tf
 
 from onemodel import adapters
+from onemodel import batching
 from onemodel import rawdata
 from onemodel import vocab as vocab_lib
 from onemodel.errors import UserError
@@ -41,8 +42,13 @@ def is_prepared(problem, data_dir: str) -> bool:
 
 
 @rawdata.preparation
-def prepare(problem, data_dir: str, manual_dir: str, download: bool = False) -> None:
-  """Builds the problem's TFDS data (and vocabulary) into `data_dir` if not there yet."""
+def prepare(problem, data_dir: str, manual_dir: str, download: bool = False,
+            num_shards: int = 0) -> None:
+  """Builds the problem's TFDS data (and vocabulary) into `data_dir` if not there yet.
+
+  `num_shards` > 0: record files per split (0: TFDS's choice, files of 64 MB to 1 GiB,
+  so one per split of each built-in problem). More files let each worker of a cluster
+  open only its own (see `raw_split`'s share)."""
   import tensorflow_datasets as tfds
   if not is_prepared(problem, data_dir):
     not_prepared = getattr(problem.builder, "not_prepared_error", None)
@@ -58,7 +64,7 @@ def prepare(problem, data_dir: str, manual_dir: str, download: bool = False) -> 
                       + (" or pass --download" if can_download else
                          " (it has no download URL)" if download else ""))
     config = tfds.download.DownloadConfig(
-        manual_dir=None if missing else raw_dir,
+        manual_dir=None if missing else raw_dir, num_shards=num_shards or None,
         download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
     b = builder(problem, data_dir)
     logging.info("preparing %s into %s", problem.name, b.data_dir)
@@ -74,16 +80,32 @@ def _check_prepared(problem, data_dir):
 
 
 def raw_split(problem, role: str, data_dir: str, shuffle_files=False,
-              shuffle_seed=None) -> tf.data.Dataset:
-  """The problem's split for `role` ('train', 'eval', 'test') as raw TFDS examples."""
+              shuffle_seed=None, share=None) -> tf.data.Dataset:
+  """The problem's split for `role` ('train', 'eval', 'test') as raw TFDS examples.
+
+  `share` = (n, k): only the k-th of n disjoint, even ranges of the split's records
+  (`tfds.even_splits`, TFDS's way to give each host its part; files outside the range
+  are not opened). `k` may be a tensor, as a parameter-server worker's index is: then
+  every range's dataset is built and only the chosen one is read (tf.data opens files
+  at the first element)."""
   import tensorflow_datasets as tfds
   _check_prepared(problem, data_dir)
   if role not in problem.splits:
     raise UserError(f"problem {problem.name} has no {role!r} split "
                     f"(it has {', '.join(problem.splits)})")
-  return builder(problem, data_dir).as_dataset(
-      split=problem.splits[role], shuffle_files=shuffle_files,
-      read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed))
+  read = functools.partial(builder(problem, data_dir).as_dataset,
+                           shuffle_files=shuffle_files,
+                           read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed))
+  n, k = share or (1, 0)
+  if n == 1:
+    return read(split=problem.splits[role])
+  ranges = tfds.even_splits(problem.splits[role], n)
+  if isinstance(k, int):
+    return read(split=ranges[k])
+  return tf.data.Dataset.choose_from_datasets(
+      [read(split=r) for r in ranges],
+      tf.data.Dataset.from_tensors(tf.cast(k, tf.int64)).repeat(),
+      stop_on_empty_dataset=True)
 
 
 def get_vocab(problem, data_dir: str, wait_s: float = 0.0) -> Optional[vocab_lib.Vocab]:
@@ -215,156 +237,25 @@ def augment_features(problem, feats, seed, modality_cfg=None):
   return {**feats, **{k: aug[sub] for k, sub in keys.items()}}
 
 
-def _token_keys(problem):
-  return [role for role, spec in problem.features() if spec.modality in ("text",)]
-
-
-def bucket_by_length(ds, problem, boundaries, batch_tokens: int):
-  """Groups examples by token length into a handful of static shapes.
-
-  Each bucket b pads to `boundaries[b]` tokens and holds `batch_tokens // boundaries[b]`
-  examples (T2T's batch size in tokens), so short sentences are not padded to the
-  longest one and XLA/TPU compile one program per bucket, not per length."""
-  keys = _token_keys(problem)
-  top = max(spec.length for role, spec in problem.features() if role in keys)
-  boundaries = sorted(b for b in boundaries if b < top) + [top]
-  sizes = [max(batch_tokens // b, 1) for b in boundaries]
-
-  def length(ex):
-    return tf.reduce_max([tf.reduce_sum(tf.cast(ex[k] != 0, tf.int32)) for k in keys])
-
-  def key_fn(ex):
-    return tf.cast(tf.reduce_sum(tf.cast(length(ex) > tf.constant(boundaries), tf.int32)),
-                   tf.int64)
-
-  def reduce_fn(key, window):
-    size = tf.gather(tf.constant(boundaries), key)
-    def cut(batch):
-      return {k: (v[:, :size] if k in keys else v) for k, v in batch.items()}
-    return window.batch(tf.gather(tf.constant(sizes, tf.int64), key),
-                        drop_remainder=True).map(cut)
-
-  return ds.group_by_window(key_fn, reduce_fn,
-                            window_size_func=lambda k: tf.gather(
-                                tf.constant(sizes, tf.int64), k))
-
-
-def _real_length(x):
-  """Tokens before the trailing padding of a 1-D id sequence (PAD = 0)."""
-  idx = tf.range(1, tf.shape(x)[0] + 1)
-  return tf.reduce_max(tf.concat([[0], tf.where(x != 0, idx, 0)], axis=0))
-
-
-def pack_examples(ds: tf.data.Dataset, lengths: Dict[str, int]) -> tf.data.Dataset:
-  """Greedily packs consecutive examples into rows of fixed length (as seqio's packing).
-
-  ds: unbatched examples whose features `lengths` names (e.g. {'inputs': 32,
-    'targets': 32}) are 1-D int32 ids, padded with 0 after their real tokens. Other
-    features are not allowed (they could not be packed).
-  Returns unbatched rows with, for each key k: `k` [L_k] the concatenated tokens,
-  `k_segment_ids` [L_k] (1, 2, 3, .. per example, 0 on padding) and `k_positions`
-  [L_k] (0, 1, 2, .. restarting at every example, 0 on padding). Example j of a row has
-  segment id j+1 in every key, so inputs and targets stay paired.
-
-  Next-fit greedy, in order: an example goes into the current row if every one of its
-  features fits, else the row is emitted and a new one starts with it. Examples without
-  any token are dropped. Shapes are static ([L_k]); a finite dataset's last row is
-  flushed at its end. Implemented with `Dataset.scan` (no Python generator)."""
-  keys = sorted(lengths)
-  spec = ds.element_spec
-  if sorted(spec) != keys:
-    raise ValueError(f"pack_examples: features {sorted(spec)} are not exactly the "
-                     f"packed keys {keys}")
-  for k in keys:
-    if spec[k].shape.as_list() != [lengths[k]] or not spec[k].dtype.is_integer:
-      raise ValueError(f"pack_examples: feature {k!r} must be 1-D integer ids of length "
-                       f"{lengths[k]}, not {spec[k].dtype.name} {spec[k].shape}")
-
-  def empty():
-    state = {"count": tf.constant(0, tf.int32)}
-    for k in keys:
-      state[k] = tf.zeros([lengths[k]], spec[k].dtype)
-      state[k + "_segment_ids"] = tf.zeros([lengths[k]], tf.int32)
-      state[k + "_positions"] = tf.zeros([lengths[k]], tf.int32)
-      state[k + "_fill"] = tf.constant(0, tf.int32)
-    return state
-
-  def row(state):
-    return {k: v for k, v in state.items() if k != "count" and not k.endswith("_fill")}
-
-  def append(state, ex, n):
-    """`state` with example `ex` (real lengths n[k]) written after its tokens."""
-    out = {"count": state["count"] + 1}
-    seg = state["count"] + 1
-    for k in keys:
-      fill, real = state[k + "_fill"], tf.range(lengths[k]) < n[k]
-      # Rolling by `fill` only wraps padding around: n[k] <= lengths[k] - fill.
-      out[k] = state[k] + tf.roll(ex[k], fill, 0)
-      out[k + "_segment_ids"] = state[k + "_segment_ids"] + tf.roll(
-          tf.where(real, seg, 0), fill, 0)
-      out[k + "_positions"] = state[k + "_positions"] + tf.roll(
-          tf.where(real, tf.range(lengths[k]), 0), fill, 0)
-      out[k + "_fill"] = fill + n[k]
-    return out
-
-  def select(cond, a, b):
-    return {k: tf.where(cond, a[k], b[k]) for k in a}
-
-  def step(state, elem):
-    ex, end = elem
-    n = {k: _real_length(ex[k]) for k in keys}
-    fits = tf.reduce_all([state[k + "_fill"] + n[k] <= lengths[k] for k in keys])
-    no_tokens = tf.reduce_all([n[k] == 0 for k in keys])
-    nonempty = state["count"] > 0
-    emit = tf.where(end, nonempty, ~fits & ~no_tokens)
-    start = select(fits, state, empty())        # a full row starts over
-    new = select(no_tokens | end, select(end, empty(), state), append(start, ex, n))
-    return new, (emit, row(state))
-
-  def not_end(ex):
-    return ex, tf.constant(False)
-
-  def emitted(emit, unused_row):
-    return emit
-
-  def drop_flag(unused_emit, packed):
-    return packed
-
-  end_marker = ({k: tf.zeros([lengths[k]], spec[k].dtype) for k in keys}, tf.constant(True))
-  ds = ds.map(not_end).concatenate(tf.data.Dataset.from_tensors(end_marker))
-  return ds.scan(empty(), step).filter(emitted).map(drop_flag)
-
-
-def pack_lengths(problem) -> Dict[str, int]:
-  """The keys and row lengths `pack_examples` uses for `problem` (text tokens only), or a
-  ValueError naming why the problem cannot be packed."""
-  feats = problem.features()
-  bad = [f"{role} ({spec.modality})" for role, spec in feats if spec.modality != "text"]
-  if bad:
-    raise ValueError(f"problem {problem.name}: packing needs text-token features only, "
-                     f"not {', '.join(bad)}")
-  return {role: spec.length for role, spec in feats}
-
-
 def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
             vocab=None, seed: Optional[int] = None, keep_raw: bool = False,
             shuffle_buffer: int = 4096, batch_tokens: int = 0, deterministic: bool = False,
             bucket_boundaries=(8, 12, 16, 20, 24, 32, 48),
             pack: bool = False, cache: bool = False, shard=None,
-            modality_cfg=None) -> tf.data.Dataset:
+            shard_batches: bool = False, modality_cfg=None) -> tf.data.Dataset:
   """Batched features. Training: repeated, shuffled, static shapes (drop_remainder).
 
   `modality_cfg`: the model's `adapters.ModalityConfigs` (None: the defaults); pass the
   model's own (`model.modality_cfg`) so that the features match its input layers.
 
-  `shard` = (number of input pipelines, this one's index; either may be a tensor):
-  this pipeline reads only its share of the raw examples.
+  `shard` = (number of input pipelines, this one's index; the index may be a tensor):
+  this pipeline reads only its share of the raw examples (`shard_batches`: see below).
 
   With `batch_tokens` (training only, text features): length-bucketed batches of about
   that many tokens instead of `batch_size` examples.
   With `pack` (training only, text-token features only): `batch_size` rows, each
   several examples packed to the problem's spec lengths, with `*_segment_ids` and
-  `*_positions` features (see `pack_examples`); the model keeps attention within
+  `*_positions` features (see `batching.pack_examples`); the model keeps attention within
   examples."""
   if pack:
     if not training:
@@ -375,7 +266,7 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
                        "have a fixed number of tokens (use batch_size)")
     if keep_raw:
       raise ValueError("pack=True cannot keep raw targets (keep_raw=True)")
-    lengths = pack_lengths(problem)
+    lengths = batching.pack_lengths(problem)
   if cache and not training:
     raise ValueError("cache=True is for training only (evaluation reads each example "
                      "once)")
@@ -393,21 +284,20 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
         feats["inputs_raw"] = raw["inputs"]  # source text, to show beside outputs
     return feats
 
-  # Distributed input: every input pipeline featurizes only its own examples, and over
-  # one epoch the pipelines together read every example exactly once (files are read in
-  # a fixed order when sharded). With `batch_size` batches, all pipelines read the one
-  # shuffled raw stream (reading is cheap; featurizing, e.g. a log-mel, is not) and each
-  # keeps its blocks of `batch_size` examples: a step of N pipelines then trains on the
-  # very examples, with the very augmentation, of one device's N-times-larger batch.
-  # Otherwise (token buckets, packing, the feature cache) each takes its shard of the raw
-  # examples first (tf.distribute's input guide).
+  # Distributed input (`shard`): over one epoch the pipelines together read every
+  # example exactly once. By default each reads only its own 1/N of the records from the
+  # files and shuffles them alone (`raw_split`'s share; seqio and T5X shard by host the
+  # same way), so N workers read the data once, not N times. With `shard_batches` (and
+  # `batch_size` batches) every pipeline reads the one shuffled raw stream and keeps its
+  # blocks of `batch_size` examples: a step of N pipelines then trains on the very
+  # examples, with the very augmentation, of one device's N-times-larger batch, at the
+  # price of N full reads (for small clusters, and the tests of that equivalence).
   num_shards, shard_index = shard or (1, 0)
   sharded = not (isinstance(num_shards, int) and num_shards == 1)
-  blocks = training and sharded and not (cache or pack or batch_tokens)
-  ds = raw_split(problem, role, data_dir, shuffle_files=training and not sharded,
-                 shuffle_seed=seed)
-  if sharded and not blocks:
-    ds = ds.shard(num_shards, shard_index)
+  blocks = training and sharded and shard_batches and not (cache or pack or batch_tokens)
+  ds = raw_split(problem, role, data_dir, shuffle_files=training and not blocks,
+                 shuffle_seed=seed,
+                 share=(num_shards, shard_index) if sharded and not blocks else None)
   if not training:
     ds = ds.map(problem.to_raw, **order).map(featurize, **order)
     if problem.lm:
@@ -441,10 +331,10 @@ def dataset(problem, role: str, data_dir: str, batch_size: int, training: bool,
       ds = ds.map(lambda ex, s: (problem.to_raw(ex), s), **order)
       ds = ds.map(featurize, **order)
   if pack:
-    ds = pack_examples(ds, lengths)
+    ds = batching.pack_examples(ds, lengths)
     ds = ds.batch(batch_size, drop_remainder=True)
-  elif training and batch_tokens and _token_keys(problem):
-    ds = bucket_by_length(ds, problem, bucket_boundaries, batch_tokens)
+  elif training and batch_tokens and batching.token_keys(problem):
+    ds = batching.bucket_by_length(ds, problem, bucket_boundaries, batch_tokens)
   else:
     ds = ds.batch(batch_size, drop_remainder=training)
   return ds.prefetch(AUTOTUNE)

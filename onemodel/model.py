@@ -94,7 +94,7 @@ class OneModel(keras.Model):
              segment_ids=None, positions=None, encoder_segment_ids=None):
     """Teacher-forced logits: targets [B, T] ids -> [B, T, V].
 
-    Packed rows (data.pack_examples) pass targets' `segment_ids` and `positions` [B, T]
+    Packed rows (batching.pack_examples) pass targets' `segment_ids` and `positions` [B, T]
     and the inputs' `encoder_segment_ids` [B, S]: every example then starts from the
     task token, at its own position 0, and attends only to itself."""
     emb = self.target_embedding(problem)

@@ -22,7 +22,7 @@ class TrainConfig:
   train_steps: int = 1000
   batch_size: int = 32
   # Token-budget batching for text problems (0: off): buckets of about this many tokens
-  # per replica, padded to the smallest boundary that fits (see data.bucket_by_length).
+  # per replica, padded to the smallest boundary that fits (see batching.bucket_by_length).
   batch_tokens: int = 0
   bucket_boundaries: tuple = (8, 12, 16, 20, 24, 32, 48)
   # Sequence packing for text problems: several examples per row, attention kept within
@@ -53,6 +53,11 @@ class TrainConfig:
   cache: bool = False               # keep prepared features (log-mel, ids) in memory
   report_mfu: bool = True           # measure the matmul peak once (cached) and log MFU
   shuffle_buffer: int = 4096        # examples; the buffer is part of every checkpoint
+  # Several workers (multi-worker, parameter servers): 'source' = each reads only its own
+  # 1/N of the records and shuffles them alone; 'batches' = each reads everything and
+  # keeps its own batches, so N workers train on exactly one device's N-times-larger
+  # batch (N full reads; with `batch_size` batches only). See data.dataset.
+  input_sharding: str = "source"
 
 
 # binding -> (lowest allowed value, what the range is called)
@@ -91,6 +96,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
   ls = cfg.label_smoothing
   if isinstance(ls, bool) or not isinstance(ls, numbers.Real) or not 0.0 <= ls < 1.0:
     _fail("label_smoothing", ls, "a number in [0, 1)")
+  if cfg.input_sharding not in ("source", "batches"):
+    _fail("input_sharding", cfg.input_sharding, "'source' or 'batches'")
   for name in _ROLES:
     if not isinstance(getattr(cfg, name), str):
       _fail(name, getattr(cfg, name), "a split role such as 'eval' or 'test'")

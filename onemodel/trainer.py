@@ -203,6 +203,7 @@ class Trainer:
                           deterministic=self.cfg.deterministic, pack=self.cfg.pack,
                           cache=self.cfg.cache, shuffle_buffer=self.cfg.shuffle_buffer,
                           shard=shard or (ctx.num_input_pipelines, ctx.input_pipeline_id),
+                          shard_batches=self.cfg.input_sharding == "batches",
                           modality_cfg=self.modality_cfg)
     if self.cfg.grad_accum_steps > 1:  # [k, b, ...]: the micro-batches of one update
       ds = ds.batch(self.cfg.grad_accum_steps, drop_remainder=True)

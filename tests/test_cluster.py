@@ -188,8 +188,11 @@ def test_distributed_eval_equals_one_device_eval(tmp_path, data_dir, manual_dir)
 
 def test_multi_worker_identical_and_matches_single_device(tmp_path, data_dir, manual_dir):
   mw, single = tmp_path / "mw", tmp_path / "single"
+  # 'batches': both workers read the one shuffled stream, each keeps its own batches,
+  # so a 2-worker step trains on exactly one device's 2x batch.
   rc, out = _finish(_start([os.path.join(BIN, "onemodel-launch"), "--num_workers=2", "--",
-                            *_train_args(mw, data_dir, manual_dir, 4)]), 300)
+                            *_train_args(mw, data_dir, manual_dir, 4,
+                                         ["TrainConfig.input_sharding='batches'"])]), 300)
   assert rc == 0, out[-3000:]
   assert "[worker 0] step 4/4" in out and "[worker 1] step 4/4" in out
   chief_path, chief = _weights(str(mw / "checkpoints"))

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from onemodel import backbone as backbone_lib
-from onemodel import data
+from onemodel import batching, data
 from onemodel import model as model_lib
 from onemodel import problem as problem_lib
 from onemodel import vocab as vocab_lib
@@ -48,7 +48,7 @@ def _examples(rng, n, lengths, eos=True):
 def _pack(examples, lengths):
   ds = tf.data.Dataset.from_tensor_slices(
       {k: np.stack([e[k] for e in examples]) for k in lengths})
-  return list(data.pack_examples(ds, lengths).as_numpy_iterator())
+  return list(batching.pack_examples(ds, lengths).as_numpy_iterator())
 
 
 def _real(ids):
@@ -108,9 +108,9 @@ def test_packer_targets_only_and_full_rows():
 def test_pack_rejects_bad_features():
   ds = tf.data.Dataset.from_tensor_slices({"targets": np.ones([2, 5], np.int32)})
   with pytest.raises(ValueError, match="length 6"):
-    data.pack_examples(ds, {"targets": 6})
+    batching.pack_examples(ds, {"targets": 6})
   with pytest.raises(ValueError, match="packed keys"):
-    data.pack_examples(ds, {"inputs": 5, "targets": 5})
+    batching.pack_examples(ds, {"inputs": 5, "targets": 5})
 
 
 # -- the model on packed rows ------------------------------------------------------------
@@ -188,7 +188,7 @@ def test_packed_training_step_compiles_with_xla():
 # -- data.dataset(pack=True) -------------------------------------------------------------
 
 def _fake_raw_split(texts):
-  def raw_split(problem, role, data_dir, shuffle_files=False, shuffle_seed=None):
+  def raw_split(problem, role, data_dir, shuffle_files=False, shuffle_seed=None, share=None):
     return tf.data.Dataset.from_tensor_slices({"src": texts, "tgt": [t[::-1] for t in texts]})
   return raw_split
 

@@ -235,7 +235,8 @@ BAD = [("train_steps", 0), ("train_steps", -5), ("batch_size", 0), ("batch_size"
        ("keep_checkpoints", 0), ("eval_every_steps", -1), ("grad_accum_steps", 0),
        ("label_smoothing", 1.5), ("seed", -1), ("deterministic", "yes"),
        ("shuffle_buffer", 0), ("per_problem", {"mnist": {"batch_size": -1}}),
-       ("per_problem", {"mnist": {"dropout": 0.1}}), ("bucket_boundaries", ())]
+       ("per_problem", {"mnist": {"dropout": 0.1}}), ("bucket_boundaries", ()),
+       ("input_sharding", "files")]
 
 
 @pytest.mark.parametrize("name,value", BAD)
@@ -285,11 +286,13 @@ def test_zero_steps_per_loop_is_one_line_from_the_cli(tmp_path, data_dir, manual
   one_line_error(rc, se, "TrainConfig.steps_per_loop=0", ">= 1")
 
 
-@pytest.mark.parametrize("cache", [False, True])
-def test_two_input_pipelines_read_each_example_once_per_epoch(problems, data_dir, cache):
+@pytest.mark.parametrize("cache,shard_batches", [(False, False), (True, False),
+                                                 (False, True)])
+def test_two_input_pipelines_read_each_example_once_per_epoch(problems, data_dir, cache,
+                                                              shard_batches):
   """With the default non-deterministic order: the two pipelines' shares of the first
-  epoch (blocks of the batch size, or a raw shard with the feature cache) are disjoint
-  and together are the whole training split."""
+  epoch (each its own range of the records, or blocks of the batch size of one shuffled
+  stream) are disjoint and together are the whole training split."""
   p = problems["mnist"]
 
   def key(image):
@@ -301,12 +304,50 @@ def test_two_input_pipelines_read_each_example_once_per_epoch(problems, data_dir
   seen = collections.Counter()
   for index in range(2):
     ds = data_lib.dataset(p, "train", data_dir, 100, training=True, seed=0, cache=cache,
-                          deterministic=False, shard=(2, index)).unbatch()
-    share = (total - index + 1) // 2 if cache else \
-        sum(1 for j in range(total) if (j // 100) % 2 == index)
+                          deterministic=False, shard=(2, index),
+                          shard_batches=shard_batches).unbatch()
+    share = sum(1 for j in range(total) if (j // 100) % 2 == index) if shard_batches \
+        else (total - index + 1) // 2
     for feats in ds.take(share).as_numpy_iterator():
       seen[key(feats["inputs"])] += 1
   assert seen == everything
+
+
+def test_workers_read_disjoint_record_ranges(problems, data_dir):
+  """Sharded at the source: each of 3 workers reads its own range of the records (a
+  parameter-server worker's index is a tensor: same range), none reads another's."""
+  p = problems["sst2"]
+
+  def records(ds):
+    return [(int(ex["targets"]), bytes(ex["inputs"])) for ex in ds.as_numpy_iterator()]
+
+  whole = records(data_lib.raw_split(p, "train", data_dir))
+  ranges = [records(data_lib.raw_split(p, "train", data_dir, share=(3, k))) for k in range(3)]
+  assert [len(r) for r in ranges] == [len(whole) // 3 + (k < len(whole) % 3)
+                                      for k in range(3)]
+  assert sum(ranges, []) == whole  # in file order: contiguous, disjoint ranges
+  assert records(data_lib.raw_split(p, "train", data_dir,
+                                    share=(3, tf.constant(2)))) == ranges[2]
+
+
+def test_a_worker_opens_only_its_own_files(problems, manual_dir, tmp_path):
+  """Prepared in 4 files per split (`onemodel-prepare --num_shards=4`), worker 1 of 2
+  reads its records from files 2-3 alone: files 0-1 overwritten with garbage do not
+  disturb it, while worker 0, who needs them, fails on them."""
+  p = problems["sst2"]
+  d = str(tmp_path / "prepared")
+  data_lib.prepare(p, d, manual_dir, num_shards=4)
+  files = sorted(tf.io.gfile.glob(f"{data_lib.builder(p, d).data_dir}/*-train.tfrecord*"))
+  assert len(files) == 4
+  expected = list(data_lib.raw_split(p, "train", d, share=(2, 1)).as_numpy_iterator())
+  for f in files[:2]:
+    with open(f, "wb") as out:
+      out.write(b"not a record" * 1000)
+  got = list(data_lib.raw_split(p, "train", d, share=(2, 1)).as_numpy_iterator())
+  assert len(got) == len(expected) == 67349 // 2
+  assert all(a["inputs"] == b["inputs"] for a, b in zip(got, expected))
+  with pytest.raises(tf.errors.DataLossError):
+    list(data_lib.raw_split(p, "train", d, share=(2, 0)).as_numpy_iterator())
 
 
 def test_a_run_directory_on_a_non_local_filesystem(data_dir, manual_dir):

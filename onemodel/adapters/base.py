@@ -164,7 +164,7 @@ class TokenInput(keras.layers.Layer):
 
   def call(self, feats, training=False):
     """feats: {'': ids [B, L]} and, for packed rows, 'positions' [B, L] (each example's
-    own 0, 1, ..; see data.pack_examples) -> (x [B, L, D], mask [B, L])."""
+    own 0, 1, ..; see batching.pack_examples) -> (x [B, L, D], mask [B, L])."""
     ids = feats[""]
     x = self.embedding(ids)
     x += position_embedding(tf.shape(ids)[1], self.embedding.model_dim,

@@ -15,6 +15,9 @@ FLAGS = flags.FLAGS
 common.define_dir_flags()
 flags.DEFINE_list("problem", [], "Problems to prepare (comma-separated; 'all' for all).")
 flags.DEFINE_bool("download", False, "Fetch missing raw files from their upstream URLs.")
+flags.DEFINE_integer("num_shards", 0, "Record files per split (0: TFDS's choice, files of "
+                     "64 MB to 1 GiB): more files let each worker of a cluster read only "
+                     "its own.")
 
 
 def main(argv):
@@ -22,6 +25,8 @@ def main(argv):
   common.load_plugins()
   from onemodel import data as data_lib
   from onemodel import registry
+  if FLAGS.num_shards < 0:
+    raise common.UserError(f"--num_shards={FLAGS.num_shards}: must be >= 0")
   if not FLAGS.problem:
     raise common.UserError("--problem is required (e.g. --problem=mnist or --problem=all)")
   from onemodel import mixtures
@@ -31,7 +36,8 @@ def main(argv):
   for problems, mixture in tasks:
     for p in problems:
       if p.name not in done:
-        data_lib.prepare(p, FLAGS.data_dir, FLAGS.manual_dir, download=FLAGS.download)
+        data_lib.prepare(p, FLAGS.data_dir, FLAGS.manual_dir, download=FLAGS.download,
+                         num_shards=FLAGS.num_shards)
         print(f"prepared {p.name} in {FLAGS.data_dir}", flush=True)
         done.add(p.name)
     if mixture is not None:
