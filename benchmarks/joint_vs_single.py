@@ -54,7 +54,8 @@ JOINT_GIN = [  # the union of the experiments' adapter settings (each touches on
     "ImageConfig.random_shift = 2",
     "SpeechConfig.freq_mask = 10", "SpeechConfig.time_mask = 10"]
 # One optimizer for the joint model: the peak rate and decay that mnist, fsdd,
-# multi30k_en_de and tinyshakespeare's experiment files share (sst2.gin alone uses 5e-4).
+# multi30k_en_de and tinyshakespeare's experiment files share (sst2_base.gin alone uses
+# 5e-4).
 JOINT_LR, JOINT_DECAY = "1e-3", "cosine"
 WARMUP_FRACTION = 0.05
 DEFAULT_STEPS = "mnist:500,fsdd:800,multi30k_en_de:1300,sst2:1000"
@@ -349,7 +350,7 @@ def report(args, budget, seeds, specs, values, joint_steps, records, estimate_s)
       "for every problem). The joint and ablated runs apply "
       f"the same rule to their {sum(budget.values())} steps, with the peak rate "
       f"{JOINT_LR} shared by the mnist, fsdd, multi30k_en_de and tinyshakespeare files "
-      "(one optimizer; sst2.gin's 5e-4 and dropout 0.2 apply to its single run only). "
+      "(one optimizer; sst2_base.gin's 5e-4 and dropout 0.2 apply to its single run only). "
       "Nothing was tuned: no choice looked at test data, and validation data only gives "
       "the curves.", "",
       "| run | steps | warmup | peak lr | decay | validation every | other settings |",

@@ -20,7 +20,7 @@ RESULTS = os.path.join(HERE, "results")
 def base_recipe(problem):
   """The problem's base-size experiment file: gin/experiments/PROBLEM_base.gin where the
   problem's own PROBLEM.gin is a minutes recipe (mnist, fsdd, tinyshakespeare,
-  multi30k_en_de), else PROBLEM.gin. The base-size benchmarks (quality bars, joint vs single, large batch)
+  multi30k_en_de, sst2), else PROBLEM.gin. The base-size benchmarks (quality bars, joint vs single, large batch)
   read these, so their figures stay comparable with the ones measured before."""
   base = os.path.join(ROOT, "gin", "experiments", f"{problem}_base.gin")
   return base if os.path.exists(base) else \
