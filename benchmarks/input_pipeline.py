@@ -1,5 +1,5 @@
-"""Input pipeline alone vs what the train step consumes, per built-in problem (issue #7,
-bar: each problem's pipeline delivers >= 5x the examples/s of the base-size train step).
+"""Input pipeline alone vs what the train step consumes, per built-in problem (bar:
+each problem's pipeline delivers >= 5x the examples/s of the base-size train step).
 
   PYTHONPATH=. python benchmarks/input_pipeline.py --manual_dir=../shared/data \
       [--problems=mnist,fsdd,multi30k_en_de,tinyshakespeare --batches=200 --steps=30]

@@ -1,5 +1,5 @@
 """The MultiModel table (Kaiser et al. 2017, arXiv:1706.05137, Tables 2-3): single-problem
-baselines vs one joint model, plus an ablation, with seeds and intervals (issue #15).
+baselines vs one joint model, plus an ablation, with seeds and intervals.
 
   python benchmarks/joint_vs_single.py --manual_dir=../shared/data \
       [--steps=mnist:500,fsdd:800,multi30k_en_de:1300,sst2:1000] [--seeds=0,1,2] \
@@ -12,7 +12,7 @@ in expectation), and the same joint run with one part of the backbone changed by
 ablation, as in MultiModel's Table 3). Same backbone size everywhere: gin/models/MODEL.gin
 (--model, default base; small and tiny exist so that the whole table fits a shorter budget).
 
-Fair schedules (issue #15: a 500-step run that warms up for 500 steps is a handicapped
+Fair schedules (a 500-step run that warms up for 500 steps is a handicapped
 baseline): every run, single or joint, warms up for WARMUP_FRACTION of its own steps, then
 decays with its experiment file's decay to its experiment file's peak rate. The rule is
 fixed before any run; nothing is tuned, on validation or test data.

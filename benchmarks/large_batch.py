@@ -86,7 +86,7 @@ def bars(points, metric, better, steps):
     return (f"- {what}: {name} {v:.2f} vs base {base:.2f} ({metric}; "
             f"{'worse' if loss > 0 else 'not worse'} by {abs(loss):.2f}) -> {verdict}")
 
-  return ["Bars (issue #6):",
+  return ["Bars:",
           judge("k8", 1.0, f"8x batch, linear rule + warmup, {steps // 4} updates "
                 f"(1/4 of {steps}), within 1 point"),
           judge("k8_sqrt", 1.0, f"8x batch, square-root rule + warmup, {steps // 4} "

@@ -1,4 +1,4 @@
-"""Shared pieces of the speed benchmarks against the keras-hub peer (issue #7).
+"""Shared pieces of the speed benchmarks against the keras-hub peer.
 
 The peer is a plain Keras 3 seq2seq Transformer from keras-hub layers, as in the Keras
 "English-to-Spanish translation with KerasHub" example: TokenAndPositionEmbedding (own

@@ -1,4 +1,4 @@
-"""Same-shape training speed: onemodel's training loop vs a keras-hub peer (issue #7).
+"""Same-shape training speed: onemodel's training loop vs a keras-hub peer.
 
   PYTHONPATH=. python benchmarks/speed_vs_peer.py --manual_dir=../shared/data \
       [--rounds=5 --steps=50] [--jit]
@@ -161,7 +161,7 @@ def main():
            f"model FLOPs per step: {flops / 1e9:.2f} GFLOP "
            f"(batch {b}, source {n}, target {n}, vocab {vocab_size}); MFU per round "
            "= model GFLOP/s / that round's peak, then the median",
-           f"bars (issue #7): ours/peer >= 1.0 -> {'met' if ratio >= 1.0 else 'NOT met'};"
+           f"bars: ours/peer >= 1.0 -> {'met' if ratio >= 1.0 else 'NOT met'};"
            f" ours MFU >= 60% -> "
            f"{'met' if peer_lib.med([r[3] for r in rows['ours']]) >= 0.6 else 'NOT met'}"]
   print("\n".join(["", *lines]), flush=True)

@@ -1,4 +1,4 @@
-"""XLA on vs off for onemodel's own train step, in one process (issue #7: "XLA where it
+"""XLA on vs off for onemodel's own train step, in one process ("XLA where it
 helps and off where it hurts -- measure; make it a gin switch": TrainConfig.jit_compile).
 
   PYTHONPATH=. python benchmarks/xla_speed.py --manual_dir=../shared/data \
