@@ -21,11 +21,8 @@ is tolerated: the coordinator re-schedules its functions elsewhere.
 
 import tensorflow as tf
 
+from onemodel import distribute
 from onemodel import hooks as hooks_lib
-
-
-def num_workers(strategy) -> int:
-  return strategy.extended._num_workers  # pylint: disable=protected-access
 
 
 class AsyncRunner:
@@ -34,7 +31,7 @@ class AsyncRunner:
   def __init__(self, t):
     self.t = t
     self.max_chunk = t.cfg.train_steps  # the controller cuts chunks at its boundaries
-    self.workers = workers = num_workers(t.strategy)
+    self.workers = workers = distribute.ps_worker_count()
     self.coordinator = tf.distribute.coordinator.ClusterCoordinator(t.strategy)
     self.staleness = hooks_lib.StalenessHook()
     self.hooks = [self.staleness]

@@ -180,6 +180,10 @@ class Backbone(keras.layers.Layer):
     self.dropout = dropout_lib.Dropout(cfg.dropout_rate)
     self.built = True
 
+  def feed_forwards(self):
+    """Every block's feed-forward sublayer, encoder first (MoE statistics read them)."""
+    return [block.ffn for block in self.encoder_layers + self.decoder_layers]
+
   def encode(self, x, mask, training=False, segment_ids=None):
     """x: [B, S, D], mask: [B, S] (1 = real) -> [B, S, D].
 

@@ -43,12 +43,12 @@ def is_prepared(problem, data_dir: str) -> bool:
 
 @rawdata.preparation
 def prepare(problem, data_dir: str, manual_dir: str, download: bool = False,
-            num_shards: int = 0) -> None:
+            num_shards: int = 0, t2t_file: str = "") -> None:
   """Builds the problem's TFDS data (and vocabulary) into `data_dir` if not there yet.
 
   `num_shards` > 0: record files per split (0: TFDS's choice, files of 64 MB to 1 GiB,
   so one per split of each built-in problem). More files let each worker of a cluster
-  open only its own (see `raw_split`'s share)."""
+  open only its own (see `raw_split`'s share). `t2t_file`: see `get_vocab`."""
   import tensorflow_datasets as tfds
   if not is_prepared(problem, data_dir):
     not_prepared = getattr(problem.builder, "not_prepared_error", None)
@@ -70,7 +70,7 @@ def prepare(problem, data_dir: str, manual_dir: str, download: bool = False,
     logging.info("preparing %s into %s", problem.name, b.data_dir)
     with rawdata.explained(problem.name, raw_dir):
       b.download_and_prepare(download_config=config)
-  get_vocab(problem, data_dir)
+  get_vocab(problem, data_dir, t2t_file=t2t_file)
 
 
 def _check_prepared(problem, data_dir):
@@ -108,9 +108,11 @@ def raw_split(problem, role: str, data_dir: str, shuffle_files=False,
       stop_on_empty_dataset=True)
 
 
-def get_vocab(problem, data_dir: str, wait_s: float = 0.0) -> Optional[vocab_lib.Vocab]:
+def get_vocab(problem, data_dir: str, wait_s: float = 0.0,
+              t2t_file: str = "") -> Optional[vocab_lib.Vocab]:
   """The problem's text vocabulary (learned from its training text on first use; with
-  `wait_s`, waited for instead: see `vocab.get_or_build_vocab`)."""
+  `wait_s`, waited for instead; `t2t_file`: an existing T2T subword vocabulary instead,
+  the edges pass `vocab.text_vocab()`: see `vocab.get_or_build_vocab`)."""
   specs = problem.text_specs()
   if not specs:
     return None
@@ -122,17 +124,17 @@ def get_vocab(problem, data_dir: str, wait_s: float = 0.0) -> Optional[vocab_lib
       for role, _ in specs:
         yield raw[role].decode("utf-8")
 
-  return vocab_lib.get_or_build_vocab(data_dir, problem.name, spec, texts, wait_s=wait_s)
+  return vocab_lib.get_or_build_vocab(data_dir, problem.name, spec, texts, t2t_file, wait_s)
 
 
-def get_vocabs(problems, data_dir: str, wait_s: float = 0.0):
+def get_vocabs(problems, data_dir: str, wait_s: float = 0.0, t2t_file: str = ""):
   """Vocabularies for problems trained together -> ({problem: vocab}, {problem: key}).
 
   Alone, a problem learns its own vocabulary. Together, the text features of the same
   vocabulary kind ('sentencepiece' subwords, 'char') share ONE vocabulary learned from
   all their training text, and the model one embedding/softmax for them (the key)."""
   if len(problems) == 1:
-    return {problems[0].name: get_vocab(problems[0], data_dir, wait_s)}, {}
+    return {problems[0].name: get_vocab(problems[0], data_dir, wait_s, t2t_file)}, {}
   from onemodel import mixtures
   from onemodel import problem as problem_lib
   vocabs, keys, groups = {}, {}, {}
@@ -144,7 +146,7 @@ def get_vocabs(problems, data_dir: str, wait_s: float = 0.0):
       vocabs[p.name] = None
   for kind, members in groups.items():
     if len(members) == 1:
-      vocabs[members[0].name] = get_vocab(members[0], data_dir, wait_s)
+      vocabs[members[0].name] = get_vocab(members[0], data_dir, wait_s, t2t_file)
       continue
     size = max(s.vocab.size for p in members for _, s in p.text_specs())
     spec = problem_lib.VocabSpec(kind, size)
@@ -158,7 +160,7 @@ def get_vocabs(problems, data_dir: str, wait_s: float = 0.0):
             yield raw[role].decode("utf-8")
 
     vocab = vocab_lib.get_or_build_vocab(
-        data_dir, mixtures.shared_vocab_name(members, kind), spec, texts, wait_s=wait_s)
+        data_dir, mixtures.shared_vocab_name(members, kind), spec, texts, t2t_file, wait_s)
     for p in members:
       vocabs[p.name] = vocab
       if p.targets.modality == "text":

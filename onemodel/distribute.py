@@ -102,20 +102,38 @@ def step_jit_compile(strategy, wanted: bool) -> bool:
   return wanted and not why_not
 
 
+def _tasks(resolver, kind: str) -> int:
+  spec = resolver.cluster_spec()
+  return spec.num_tasks(kind) if kind in spec.jobs else 0
+
+
 def worker_count(strategy) -> int:
+  """Synchronous workers (a 'chief' task counts as one); 1 without a multi-worker
+  cluster, and under parameter-server training (its coordinator is the one process
+  that drives the step: see `ps_worker_count`)."""
   if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-    return strategy.extended._num_workers  # pylint: disable=protected-access
+    r = strategy.cluster_resolver
+    return max(1, _tasks(r, "chief") + _tasks(r, "worker"))
   return 1
 
 
+def ps_worker_count() -> int:
+  """The workers a parameter-server cluster's coordinator schedules steps on, from
+  TF_CONFIG as `make_strategy` read it (TF 2.21's ParameterServerStrategy leaves its
+  `cluster_resolver` property None)."""
+  return _tasks(tf.distribute.cluster_resolver.TFConfigClusterResolver(), "worker")
+
+
 def worker_index(strategy) -> int:
-  """This process's place among the synchronous workers (0 without a cluster)."""
+  """This process's place among the synchronous workers (0 without a cluster): the
+  chief first, then the workers in task order."""
   if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or \
       worker_count(strategy) == 1:
     return 0
-  from tensorflow.python.distribute import multi_worker_util
   r = strategy.cluster_resolver
-  return multi_worker_util.id_in_cluster(r.cluster_spec(), r.task_type, r.task_id)
+  if r.task_type == "chief":
+    return 0
+  return r.task_id + _tasks(r, "chief")
 
 
 def newest_common_step(strategy, steps, slots: int) -> int:

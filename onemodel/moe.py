@@ -168,8 +168,9 @@ def from_config(cfg, name="ffn") -> MoEFeedForward:
 
 
 def moe_layers(model):
-  return [l for l in model._flatten_layers(include_self=True, recursive=True)
-          if isinstance(l, MoEFeedForward)]
+  """The MoE feed-forward layers of a OneModel (or of a bare backbone.Backbone)."""
+  backbone = getattr(model, "backbone", model)
+  return [f for f in backbone.feed_forwards() if isinstance(f, MoEFeedForward)]
 
 
 def reset_aux(model) -> None:

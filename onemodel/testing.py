@@ -16,7 +16,10 @@ export round-trip (the SavedModel on raw encoded inputs gives what the model giv
 process). A failure raises `ProblemCheckError` naming the problem, the stage and, where
 it can, the plugin's own file and line.
 
-The kit binds a tiny model in gin (`TINY`) and clears the gin config before and after.
+The kit builds a tiny model from values (`TINY_BACKBONE`, `TINY_SPEECH`) and trains it
+with the trainer's own step (`train_step.build_step_fn`). It reads the caller's gin
+bindings of the adapters and of decoding as every edge does, and never changes or clears
+the caller's gin config.
 """
 
 import os
@@ -27,16 +30,9 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-TINY = """
-BackboneConfig.model_dim = 32
-BackboneConfig.num_heads = 2
-BackboneConfig.ffn_dim = 64
-BackboneConfig.num_encoder_layers = 1
-BackboneConfig.num_decoder_layers = 1
-BackboneConfig.dropout_rate = 0.0
-SpeechConfig.num_mels = 40
-SpeechConfig.conv_channels = 8
-"""
+TINY_BACKBONE = dict(model_dim=32, num_heads=2, ffn_dim=64, num_encoder_layers=1,
+                     num_decoder_layers=1, dropout_rate=0.0, ffn="dense")
+TINY_SPEECH = dict(num_mels=40, conv_channels=8)
 
 
 class ProblemCheckError(AssertionError):
@@ -154,81 +150,83 @@ def check_problem(problem, manual_dir: str, data_dir: Optional[str] = None,
   usr_dir: a plugin directory to import first (as --usr_dir).
   jit_compile, evaluate, export: turn off the slower stages (XLA compile, decoding
     with the metrics, SavedModel export) for a quicker check."""
-  import gin
+  import dataclasses
   import tensorflow as tf
-  from onemodel import adapters, backbone  # noqa: F401  (gin configurables)
+  from onemodel import adapters
+  from onemodel import backbone as backbone_lib
   from onemodel import data as data_lib
   from onemodel import decoding, evaluation
   from onemodel import export as export_lib
   from onemodel import model as model_lib
   from onemodel import registry
+  from onemodel import train_step
+  from onemodel import vocab as vocab_lib
   registry.load_plugins(usr_dir)
   p = registry.get_problem(problem) if isinstance(problem, str) else problem
   data_dir = data_dir or tempfile.mkdtemp(prefix=f"onemodel_check_{p.name}_")
   stages = _Stages(p)
-  gin.clear_config()
-  try:
-    gin.parse_config(TINY)
-    # The kit is an edge: gin's image/speech bindings are read here, and the same values
-    # go to the input pipeline and the model (evaluation and export take the model's).
-    modality_cfg = adapters.ModalityConfigs.from_gin()
-    stages.run("prepare", data_lib.prepare, p, data_dir, manual_dir)
-    stages.run("raw examples", _check_raw, stages, p, data_dir,
-               [r for r in roles if r in p.splits])
-    vocab = stages.run("vocabulary", data_lib.get_vocab, p, data_dir)
-    batch = stages.run("batch", lambda: next(iter(data_lib.dataset(
-        p, "train", data_dir, batch_size, training=True, vocab=vocab, seed=0,
-        modality_cfg=modality_cfg))))
-    expected = {"targets": (batch_size, p.targets.length)}
-    if p.inputs is not None and p.inputs.modality == "image":
-      expected["inputs"] = (batch_size,) + tuple(p.inputs.shape)
-    if p.inputs is not None and p.inputs.modality == "text":
-      expected["inputs"] = (batch_size, p.inputs.length)
-    for key, shape in expected.items():
-      if tuple(batch[key].shape) != shape:
-        stages.fail("batch", f"{key} {tuple(batch[key].shape)}, expected {shape} "
-                    "(the FeatureSpec)")
-    model = stages.run("model", lambda: model_lib.build([p], {p.name: vocab},
-                                                        modality_cfg=modality_cfg))
-    logits = stages.run("model", lambda: model(batch, problem=p.name))
-    vocab_size = model.target_embedding(p.name).vocab_size
-    if int(tf.reduce_max(batch["targets"])) >= vocab_size:
-      stages.fail("model", f"target ids reach {int(tf.reduce_max(batch['targets']))}, "
-                  f"the target vocabulary has {vocab_size}")
-    opt = tf.keras.optimizers.Adam(1e-3)
-    opt.build(model.trainable_variables)
+  # The kit is an edge: gin's adapter and decoding bindings are read here, and the same
+  # values go to the input pipeline and the model (evaluation and export take the
+  # model's); the model itself is tiny whatever gin binds.
+  gin_modality = adapters.ModalityConfigs.from_gin()
+  modality_cfg = dataclasses.replace(
+      gin_modality, speech=dataclasses.replace(gin_modality.speech, **TINY_SPEECH))
+  decode_cfg = decoding.from_gin()
+  t2t_vocab = vocab_lib.text_vocab()
+  stages.run("prepare", lambda: data_lib.prepare(p, data_dir, manual_dir, t2t_file=t2t_vocab))
+  stages.run("raw examples", _check_raw, stages, p, data_dir,
+             [r for r in roles if r in p.splits])
+  vocab = stages.run("vocabulary", lambda: data_lib.get_vocab(p, data_dir, t2t_file=t2t_vocab))
+  batch = stages.run("batch", lambda: next(iter(data_lib.dataset(
+      p, "train", data_dir, batch_size, training=True, vocab=vocab, seed=0,
+      modality_cfg=modality_cfg))))
+  expected = {"targets": (batch_size, p.targets.length)}
+  if p.inputs is not None and p.inputs.modality == "image":
+    expected["inputs"] = (batch_size,) + tuple(p.inputs.shape)
+  if p.inputs is not None and p.inputs.modality == "text":
+    expected["inputs"] = (batch_size, p.inputs.length)
+  for key, shape in expected.items():
+    if tuple(batch[key].shape) != shape:
+      stages.fail("batch", f"{key} {tuple(batch[key].shape)}, expected {shape} "
+                  "(the FeatureSpec)")
+  model = stages.run("model", lambda: model_lib.build(
+      [p], {p.name: vocab}, cfg=backbone_lib.BackboneConfig(**TINY_BACKBONE),
+      modality_cfg=modality_cfg))
+  logits = stages.run("model", lambda: model(batch, problem=p.name))
+  vocab_size = model.target_embedding(p.name).vocab_size
+  if int(tf.reduce_max(batch["targets"])) >= vocab_size:
+    stages.fail("model", f"target ids reach {int(tf.reduce_max(batch['targets']))}, "
+                f"the target vocabulary has {vocab_size}")
+  opt = tf.keras.optimizers.Adam(1e-3)
+  opt.build(model.trainable_variables)
 
-    def step(b):
-      with tf.GradientTape() as tape:
-        s, c = model_lib.token_loss(model(b, problem=p.name, training=True), b["targets"])
-        loss = s / c
-      grads = tape.gradient(loss, model.trainable_variables)
-      opt.apply_gradients(zip(grads, model.trainable_variables))
-      return loss
+  step_fn = train_step.build_step_fn(model, opt, p.name)
 
-    del logits
-    modes = [("train step (eager)", step), ("train step (tf.function)", tf.function(step))]
-    if jit_compile:
-      modes.append(("train step (XLA)", tf.function(step, jit_compile=True)))
-    for stage, fn in modes:
-      loss = float(stages.run(stage, fn, batch))
-      if not np.isfinite(loss):
-        stages.fail(stage, f"loss is {loss}")
-    if evaluate:
-      ev = evaluation.Evaluator(model, p, vocab, data_dir, batch_size=batch_size,
-                                decode_cfg=decoding.from_gin())
-      results = stages.run("evaluation", ev.evaluate, "eval", eval_examples)
-      missing = [m for m in p.metrics if m not in results]
-      if missing:
-        stages.fail("evaluation", f"metrics {missing} missing from {sorted(results)}")
-    if export and p.inputs is not None and p.inputs.modality in export_lib.INPUT_KIND:
-      stages.run("export", _check_export, p, model, vocab, data_dir, stages)
-  finally:
-    gin.clear_config()
+  def step(b):
+    stats = step_fn(b)
+    return stats["loss_sum"] / stats["tokens"]
+
+  del logits
+  modes = [("train step (eager)", step), ("train step (tf.function)", tf.function(step))]
+  if jit_compile:
+    modes.append(("train step (XLA)", tf.function(step, jit_compile=True)))
+  for stage, fn in modes:
+    loss = float(stages.run(stage, fn, batch))
+    if not np.isfinite(loss):
+      stages.fail(stage, f"loss is {loss}")
+  if evaluate:
+    ev = evaluation.Evaluator(model, p, vocab, data_dir, batch_size=batch_size,
+                              decode_cfg=decode_cfg)
+    results = stages.run("evaluation", ev.evaluate, "eval", eval_examples)
+    missing = [m for m in p.metrics if m not in results]
+    if missing:
+      stages.fail("evaluation", f"metrics {missing} missing from {sorted(results)}")
+  if export and p.inputs is not None and p.inputs.modality in export_lib.INPUT_KIND:
+    stages.run("export", _check_export, p, model, vocab, data_dir, stages, decode_cfg)
   return stages.seconds
 
 
-def _check_export(p, model, vocab, data_dir, stages):
+def _check_export(p, model, vocab, data_dir, stages, decode_cfg):
   """The SavedModel on encoded raw test inputs decodes what the model does in process."""
   import tensorflow as tf
   from onemodel import data as data_lib
@@ -237,7 +235,7 @@ def _check_export(p, model, vocab, data_dir, stages):
   role = "test" if "test" in p.splits else "eval"
   inputs = [_encode_raw(p, p.to_raw(ex)["inputs"].numpy())
             for ex in data_lib.raw_split(p, role, data_dir).take(3)]
-  servable = export_lib.Servable(model, [p], {p.name: vocab}, decoding.from_gin())
+  servable = export_lib.Servable(model, [p], {p.name: vocab}, decode_cfg)
   want = servable(p.name, inputs)["outputs"].numpy().tolist()
   with tempfile.TemporaryDirectory() as d:
     export_lib.export(servable, os.path.join(d, "export"))

@@ -8,13 +8,13 @@ signals (interrupts.py), the research instruments (hooks.py) and parameter-serve
 training (async_training.py). Configuration arrives as values (`TrainConfig`,
 `BackboneConfig`, `adapters.ModalityConfigs`) read by the command line; construction is
 the other edge: it reads gin for those its caller did not pass and for the optimizer,
-schedule, pruning, precision and decoding, then hands values down.
+schedule, pruning, precision, decoding and a T2T vocabulary, then hands values down.
 
 Exact resume: the checkpoint holds the model, the optimizer, the step, every problem's
-input iterator (its position, shuffle buffer and per-example augmentation seeds; see
-data.py) and the instruments' running averages; mixture draws are a function of
-(seed, step). A run killed at any moment and re-run ends with the weights of an
-uninterrupted run (tests/test_resume.py).
+input iterator (position, shuffle buffer, per-example augmentation seeds; see data.py)
+and the instruments' running averages; mixture draws are a function of (seed, step). A
+run killed at any moment and re-run ends with an uninterrupted run's weights
+(tests/test_resume.py).
 """
 
 import os
@@ -42,6 +42,7 @@ from onemodel import pruning
 from onemodel import rundir as rundir_lib
 from onemodel import throughput
 from onemodel import train_step
+from onemodel import vocab as vocab_lib
 from onemodel.errors import UserError
 from onemodel.progress import Progress
 from onemodel.train_config import TrainConfig, check_against_problems, validate
@@ -79,14 +80,15 @@ class Trainer:
                                                    self.cfg.jit_compile and training)
     self.run_dir = rundir_lib.RunDir(output_dir, self.is_chief)
     check_against_problems(self.cfg, self.problems, self.strategy.num_replicas_in_sync)
+    t2t_vocab = vocab_lib.text_vocab()  # gin's text_vocab.t2t_subwords_file
     for p in self.problems:
       if self.is_chief and training:
-        data_lib.prepare(p, data_dir, manual_dir)
+        data_lib.prepare(p, data_dir, manual_dir, t2t_file=t2t_vocab)
       elif not self.is_chief:
         distribute.wait_for_chief(lambda p=p: data_lib.is_prepared(p, data_dir),
                                   f"problem {p.name} was not prepared in {data_dir}")
     self.vocabs, vocab_keys = data_lib.get_vocabs(
-        self.problems, data_dir, wait_s=0 if self.is_chief else distribute.WAIT_FOR_CHIEF_S)
+        self.problems, data_dir, 0 if self.is_chief else distribute.WAIT_FOR_CHIEF_S, t2t_vocab)
     self.vocab = self.vocabs[self.problem.name]
     self.sampler = None
     if self.mixture:
@@ -140,10 +142,9 @@ class Trainer:
     """Creates the model's variables from an all-zeros batch of each problem's feature
     shapes: no input pipeline is read (evaluation builds no training pipeline)."""
     for p in self.problems:
-      spec = data_lib.dataset(p, "train", self.data_dir, 1, training=False,
-                              vocab=self.vocabs[p.name],
-                              modality_cfg=self.modality_cfg).element_spec
-      batch = {k: tf.zeros([1] + s.shape.as_list()[1:], s.dtype) for k, s in spec.items()}
+      ds = data_lib.dataset(p, "train", self.data_dir, 1, training=False,
+                            vocab=self.vocabs[p.name], modality_cfg=self.modality_cfg)
+      batch = {k: tf.zeros([1, *s.shape[1:]], s.dtype) for k, s in ds.element_spec.items()}
       self.model(batch, problem=p.name, training=False)
 
   def _checkpoint_without_inputs(self) -> tf.train.Checkpoint:

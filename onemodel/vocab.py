@@ -172,7 +172,8 @@ class T2TSubwordVocab(Vocab):
 @gin.configurable
 def text_vocab(t2t_subwords_file: str = ""):
   """gin knob: `text_vocab.t2t_subwords_file = '/path/vocab.subwords'` makes every text
-  feature use an existing T2T vocabulary instead of learning one."""
+  feature use an existing T2T vocabulary instead of learning one. Read at the edges (the
+  trainer, onemodel-prepare, the test kit), which pass it on as `t2t_file`."""
   return t2t_subwords_file
 
 
@@ -197,9 +198,8 @@ def get_or_build_vocab(data_dir: str, problem_name: str, spec, texts_fn,
   With `wait_s` (a cluster's non-chief workers) it never learns one: it waits up to that
   long for the chief's, so that every worker trains with the same vocabulary.
   """
-  t2t = t2t_file or text_vocab()
-  if t2t:
-    return T2TSubwordVocab(t2t)
+  if t2t_file:
+    return T2TSubwordVocab(t2t_file)
   path = vocab_path(data_dir, problem_name, spec)
   if wait_s:
     deadline = time.time() + wait_s

@@ -79,12 +79,19 @@ def test_t2t_subwords_file_keeps_t2t_ids(tmp_path):
 
 
 def test_t2t_vocab_via_gin(tmp_path):
+  """The gin knob, read at an edge, reaches the vocabulary as a value."""
   import gin
   path = tmp_path / "vocab.subwords"
   _write_t2t_vocab(path)
-  gin.bind_parameter("text_vocab.t2t_subwords_file", str(path))
   spec = type("S", (), {"kind": "sentencepiece", "size": 100})()
-  v = vocab_lib.get_or_build_vocab(str(tmp_path), "p", spec, lambda: [])
+  with gin.unlock_config():
+    gin.bind_parameter("text_vocab.t2t_subwords_file", str(path))
+  try:
+    t2t_file = vocab_lib.text_vocab()
+  finally:
+    gin.clear_config()
+  assert t2t_file == str(path)
+  v = vocab_lib.get_or_build_vocab(str(tmp_path), "p", spec, lambda: [], t2t_file)
   assert isinstance(v, vocab_lib.T2TSubwordVocab)
 
 

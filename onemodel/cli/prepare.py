@@ -25,6 +25,8 @@ def main(argv):
   common.load_plugins()
   from onemodel import data as data_lib
   from onemodel import registry
+  from onemodel import vocab as vocab_lib
+  t2t_vocab = vocab_lib.text_vocab()  # gin's text_vocab.t2t_subwords_file
   if FLAGS.num_shards < 0:
     raise common.UserError(f"--num_shards={FLAGS.num_shards}: must be >= 0")
   if not FLAGS.problem:
@@ -37,11 +39,12 @@ def main(argv):
     for p in problems:
       if p.name not in done:
         data_lib.prepare(p, FLAGS.data_dir, FLAGS.manual_dir, download=FLAGS.download,
-                         num_shards=FLAGS.num_shards)
+                         num_shards=FLAGS.num_shards, t2t_file=t2t_vocab)
         print(f"prepared {p.name} in {FLAGS.data_dir}", flush=True)
         done.add(p.name)
     if mixture is not None:
-      vocabs, _ = data_lib.get_vocabs(problems, FLAGS.data_dir)  # the shared vocabulary
+      vocabs, _ = data_lib.get_vocabs(problems, FLAGS.data_dir,  # the shared vocabulary
+                                      t2t_file=t2t_vocab)
       shared = sorted({type(v).__name__ for v in vocabs.values() if v is not None})
       print(f"prepared mixture {mixture.name} ({', '.join(mixture.problems)}; "
             f"vocabularies: {', '.join(shared) or 'none'}) in {FLAGS.data_dir}", flush=True)
