@@ -12,6 +12,12 @@ class UserError(Exception):
   """A mistake in what the user asked for: bad name, missing file, bad config."""
 
 
+# A command's exit status after a signal, once its checkpoint is saved: 128 + the
+# signal's number, as shells report (onemodel-launch and Kubernetes' pod failure policy
+# read 143 as "preempted, resume me").
+SIGNAL_EXIT = {"SIGTERM": 143, "SIGINT": 130}
+
+
 # A word of an error line longer than this (a pasted 100,000-character binding value) is
 # shown by its start and its length, so the line stays one readable line.
 MAX_WORD = 120

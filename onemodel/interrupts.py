@@ -18,7 +18,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from onemodel.errors import UserError
+from onemodel.errors import SIGNAL_EXIT, UserError
 
 
 class Interrupted(UserError):
@@ -27,9 +27,6 @@ class Interrupted(UserError):
   def __init__(self, message: str, exit_code: int):
     super().__init__(message)
     self.exit_code = exit_code
-
-
-_EXIT = {"SIGTERM": 143, "SIGINT": 130}  # 128 + the signal's number, as shells report
 
 
 class Interrupts:
@@ -64,7 +61,8 @@ class Interrupts:
       path = self.save(step)
       what = (f"preempted ({received}) at step {step}; checkpoint saved" if cluster else
               f"stopped by {received} at step {step}; saved {path}")
-      raise Interrupted(f"{what}; run the same command again to resume", _EXIT[received])
+      raise Interrupted(f"{what}; run the same command again to resume",
+                        SIGNAL_EXIT[received])
 
   def close(self) -> None:
     for s, previous in self._previous.items():

@@ -20,8 +20,9 @@ the Job's replacement pods, with the same names, resume from the checkpoint."""
 
 import json
 
+from onemodel.errors import SIGNAL_EXIT
+
 PORT = 2222
-PREEMPTED_EXIT = 143  # onemodel-train's exit after a SIGTERM save (onemodel/interrupts.py)
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 
@@ -71,7 +72,8 @@ def manifests(num_workers: int, train_args, image: str, name: str = "onemodel",
               {"action": "Ignore",
                "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
               {"action": "Ignore",
-               "onExitCodes": {"operator": "In", "values": [PREEMPTED_EXIT]}}]},
+               "onExitCodes": {"operator": "In",
+                               "values": [SIGNAL_EXIT["SIGTERM"]]}}]},
           "template": {"spec": pod}}}
   return [service, job]
 

@@ -34,6 +34,7 @@ from absl import flags
 from onemodel import k8s
 from onemodel import slurm
 from onemodel.cli import common
+from onemodel.errors import SIGNAL_EXIT
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_workers", 2, "Worker processes.")
@@ -112,7 +113,7 @@ class Proc:
 
 
 # onemodel-train's exit status after SIGTERM once its checkpoint is saved (128 + 15).
-PREEMPTED = 143
+PREEMPTED = SIGNAL_EXIT["SIGTERM"]
 # How long workers get to finish a preemption save before they are killed; a scheduler's
 # grace period is often 30 s (Kubernetes' default terminationGracePeriodSeconds).
 SAVE_GRACE_S = 25.0
