@@ -9,7 +9,7 @@ In one process and one run:
    grappler cannot hoist it), measured again in every round;
 2. OURS: a `trainer.Trainer` on multi30k_en_de at base size (gin/models/base.gin:
    d_model 256, 4 heads, FFN 1024, 3+3 layers; dropout as the peer: 0), its own
-   `_make_train_loop()` tf.function (GradientTape, global-norm clipping, AdamW) run
+   `Trainer.train_loop()` tf.function (GradientTape, global-norm clipping, AdamW) run
    `--steps_per_loop` steps per call on random tokens {'inputs': [64, 32],
    'targets': [64, 32]}, ids in [3, vocab), vocab = the Multi30k SentencePiece size;
 3. PEER: keras-hub TokenAndPositionEmbedding + TransformerEncoder x3 +

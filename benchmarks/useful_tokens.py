@@ -9,7 +9,7 @@ One process, one run, three trainers on the multi30k_en_de train split, all toke
 with our Multi30k SentencePiece vocabulary (the peer gets the same ids):
 - ours bucketed: `trainer.Trainer` with TrainConfig.batch_tokens (2048, as in
   gin/experiments/multi30k_en_de.gin): length buckets (batching.bucket_by_length), its own
-  input pipeline and `_make_train_loop()`;
+  input pipeline and `Trainer.train_loop()`;
 - ours packed: TrainConfig.pack=True with batch_size = batch_tokens / 64 rows of 64
   target positions (the same positions per batch);
 - peer: the keras-hub model of speed_vs_peer.py, `model.fit` on batches of 64 sentences

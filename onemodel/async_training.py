@@ -23,16 +23,20 @@ import tensorflow as tf
 
 from onemodel import distribute
 from onemodel import hooks as hooks_lib
+from onemodel.controller import RunnerState
 
 
 class AsyncRunner:
   """Schedules functions of up to `steps_per_loop` steps, as many as the controller asks."""
 
-  def __init__(self, t):
-    self.t = t
-    self.max_chunk = t.cfg.train_steps  # the controller cuts chunks at its boundaries
+  exact = False  # workers' input positions are not checkpointed
+  checkpointed = {}
+
+  def __init__(self, state: RunnerState):
+    self.state = state
+    self.max_chunk = state.train_steps  # the controller cuts chunks at its boundaries
     self.workers = workers = distribute.ps_worker_count()
-    self.coordinator = tf.distribute.coordinator.ClusterCoordinator(t.strategy)
+    self.coordinator = tf.distribute.coordinator.ClusterCoordinator(state.strategy)
     self.staleness = hooks_lib.StalenessHook()
     self.hooks = [self.staleness]
 
@@ -40,17 +44,18 @@ class AsyncRunner:
       """A closure (no arguments: create_per_worker_dataset traces it)."""
       def fn(ctx):
         index = tf.distribute.coordinator.experimental_get_current_worker_index()
-        return t.dataset(ctx, problem, shard=(workers, index))
-      return lambda: t.strategy.distribute_datasets_from_function(fn)
+        return state.dataset(ctx, problem, shard=(workers, index))
+      return lambda: state.strategy.distribute_datasets_from_function(fn)
 
     self.iterators = [iter(self.coordinator.create_per_worker_dataset(
-        per_worker_dataset_fn(p))) for p in t.problems]
-    self.worker_fns = [self._make_worker_fn(i) for i in range(len(t.problems))]
+        per_worker_dataset_fn(p))) for p in state.problems]
+    self.worker_fns = [self._make_worker_fn(i) for i in range(len(state.problems))]
 
   def _make_worker_fn(self, index):
-    t, keys = self.t, self.t.stat_keys
-    step_fn, version, pruner = t.step_fn(index), t.version, t.pruner
-    one_hot = tf.one_hot(index, len(t.problems), dtype=tf.int64)
+    state = self.state
+    keys, step_fn, version, pruner = (state.stat_keys, state.step_fn(index), state.version,
+                                      state.pruner)
+    one_hot = tf.one_hot(index, len(state.problems), dtype=tf.int64)
 
     @tf.function
     def worker_fn(iterator, first_step, num_steps):
@@ -58,16 +63,16 @@ class AsyncRunner:
       stale = tf.constant(0, tf.int64)
       for j in tf.range(num_steps):
         step = first_step + tf.cast(j, tf.int64)
-        t.optimizer.iterations.assign(step)  # the learning-rate schedule's step
+        state.iterations.assign(step)  # the learning-rate schedule's step
         seen = version.read_value()
-        stats = t.strategy.run(step_fn, (next(iterator),))
+        stats = state.strategy.run(step_fn, (next(iterator),))
         after = version.assign_add(1)
         stale += after - 1 - seen
         totals = {k: totals[k] + stats[k] for k in keys}
         if pruner is not None:
           pruner.update(step + 1)
           pruner.apply()
-      t.problem_steps.assign_add(one_hot * tf.cast(num_steps, tf.int64))
+      state.problem_steps.assign_add(one_hot * tf.cast(num_steps, tf.int64))
       totals["stale"] = tf.cast(stale, tf.float32)
       totals["count"] = tf.cast(num_steps, tf.float32)
       return totals
@@ -75,8 +80,8 @@ class AsyncRunner:
     return worker_fn
 
   def run(self, step: int, num_steps: int, signalled=lambda: False):
-    t, rounds, trained = self.t, [], 0
-    plan = schedule(t.sampler, step, num_steps, t.cfg.steps_per_loop)
+    rounds, trained = [], 0
+    plan = schedule(self.state.sampler, step, num_steps, self.state.steps_per_loop)
     for start in range(0, len(plan), self.workers):
       if len(rounds) >= 2:  # keep one round queued while waiting for the one before
         for _, remote in rounds[-2]:
@@ -89,7 +94,7 @@ class AsyncRunner:
                      plan[start:start + self.workers]])
       trained += sum(count for _, _, count in plan[start:start + self.workers])
     self.coordinator.join()
-    t.step.assign(step + trained)
+    self.state.step.assign(step + trained)
     return trained, [(i, {k: float(v) for k, v in remote.fetch().items()})
                      for r in rounds for i, remote in r]
 

@@ -9,14 +9,45 @@ every step of the log interval. A non-finite loss stops the run before anything 
 saved; signals are checked between chunks.
 """
 
+import dataclasses
 import math
-from typing import Callable, List, Protocol, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Protocol, Sequence, Tuple
+
+import tensorflow as tf
 
 from onemodel.checkpoints import NonFinite
 
 
+@dataclasses.dataclass(frozen=True)
+class RunnerState:
+  """What a runner trains with, handed over by the trainer: the runner reads nothing
+  else of it (sync_training.py, async_training.py).
+
+  step_fn(i) is problem i's per-replica step (train_step.build_step_fn); dataset(ctx,
+  problem, shard) one input pipeline's training batches; `iterations` is the
+  optimizer's step counter (the learning-rate schedule's step); `version` counts the
+  updates applied (parameter-server staleness); `pruner` is None without pruning."""
+  strategy: tf.distribute.Strategy
+  problems: Sequence[Any]
+  sampler: Optional[Any]  # mixtures.Sampler, None for one problem
+  steps_per_loop: int
+  train_steps: int
+  step_fn: Callable[[int], Callable]
+  dataset: Callable[..., tf.data.Dataset]
+  stat_keys: Tuple[str, ...]
+  step: tf.Variable
+  problem_steps: tf.Variable
+  iterations: tf.Variable
+  version: tf.Variable
+  pruner: Optional[Any] = None
+
+
 class Runner(Protocol):
   max_chunk: int
+  hooks: Sequence  # the runner's own instruments (e.g. staleness), besides the trainer's
+  # Trackables whose state joins the checkpoint (input positions for exact resume); the
+  # trainer adds them before it restores.
+  checkpointed: dict
 
   def run(self, step: int, num_steps: int,
           signalled: Callable[[], bool]) -> Tuple[int, List[Tuple[int, dict]]]:

@@ -4,11 +4,13 @@ then hands the loop to the controller.
 Written against `tf.distribute.Strategy` (Orbit's shape). The pieces live in their own
 modules: the per-replica step (train_step.py), the cadence of logs, saves and
 evaluations (controller.py), the run directory (rundir.py), checkpoints (checkpoints.py),
-signals (interrupts.py), the research instruments (hooks.py) and parameter-server
-training (async_training.py). Configuration arrives as values (`TrainConfig`,
-`BackboneConfig`, `adapters.ModalityConfigs`) read by the command line; construction is
-the other edge: it reads gin for those its caller did not pass and for the optimizer,
-schedule, pruning, precision, decoding and a T2T vocabulary, then hands values down.
+signals (interrupts.py), the research instruments (hooks.py), and the runners of
+synchronous (sync_training.py) and parameter-server training (async_training.py), which
+train with the `controller.RunnerState` the trainer hands them and nothing else of it.
+Configuration arrives as values (`TrainConfig`, `BackboneConfig`,
+`adapters.ModalityConfigs`) read by the command line; construction is the other edge:
+it reads gin for those its caller did not pass and for the optimizer, schedule,
+pruning, precision, decoding and a T2T vocabulary, then hands values down.
 
 Exact resume: the checkpoint holds the model, the optimizer, the step, every problem's
 input iterator (position, shuffle buffer, per-example augmentation seeds; see data.py)
@@ -40,6 +42,7 @@ from onemodel import plugins
 from onemodel import precision
 from onemodel import pruning
 from onemodel import rundir as rundir_lib
+from onemodel import sync_training
 from onemodel import throughput
 from onemodel import train_step
 from onemodel import vocab as vocab_lib
@@ -215,9 +218,18 @@ class Trainer:
     return {p.name: iter(self.strategy.distribute_datasets_from_function(
         lambda ctx, p=p: self.dataset(ctx, p))) for p in self.problems}
 
+  def runner_state(self) -> controller_lib.RunnerState:
+    """What a runner trains with (the runners read nothing else of the trainer)."""
+    return controller_lib.RunnerState(
+        strategy=self.strategy, problems=tuple(self.problems), sampler=self.sampler,
+        steps_per_loop=self.cfg.steps_per_loop, train_steps=self.cfg.train_steps,
+        step_fn=self.step_fn, dataset=self.dataset, stat_keys=tuple(self.stat_keys),
+        step=self.step, problem_steps=self.problem_steps,
+        iterations=self.optimizer.iterations, version=self.version, pruner=self.pruner)
+
   def train_loop(self, index: int = 0):
     """The `tf.function` that trains problem `index` for n steps (benchmarks, tests)."""
-    return make_train_loop(self, index)
+    return sync_training.make_train_loop(self.runner_state(), index)
 
   @property
   def manager(self) -> tf.train.CheckpointManager:
@@ -276,10 +288,16 @@ class Trainer:
     return tf.summary.create_file_writer(self.run_dir.join(name))
 
   def _runner(self):
+    """The runner for this strategy; what it checkpoints (input positions) joins the
+    checkpoint here, before anything is restored."""
     if self.is_async:
       from onemodel import async_training
-      return async_training.AsyncRunner(self)
-    return SyncRunner(self)
+      runner = async_training.AsyncRunner(self.runner_state())
+    else:
+      runner = sync_training.SyncRunner(self.runner_state())
+    for name, trackable in runner.checkpointed.items():
+      setattr(self.checkpoint, name, trackable)
+    return runner
 
   def train(self, config_text: str = "", operative_config=lambda: ""):
     """Trains to cfg.train_steps, resuming the run's latest checkpoint; evaluates at the
@@ -312,7 +330,7 @@ class Trainer:
     start = int(self.step.numpy())
     if restored:
       print(f"resumed from {restored} at step {start}", flush=True)
-      if not getattr(runner, "exact", False):
+      if not runner.exact:
         print(f"onemodel: note: under {type(self.strategy).__name__} the input position "
               "is not part of the checkpoint; the resumed run reads a fresh shuffle of "
               "the training data", flush=True)
@@ -324,7 +342,7 @@ class Trainer:
     progress = Progress(cfg.train_steps, start, self._peak_gflops(), self.model.cfg,
                         [self.model.target_embedding(p.name).vocab_size
                          for p in self.problems])
-    hooks = list(self.hooks) + list(getattr(runner, "hooks", []))
+    hooks = list(self.hooks) + list(runner.hooks)
     interrupts = interrupts_lib.Interrupts(self.keeper.save, self.strategy)
 
     def log_scalars(step, loss, rate, extra):
@@ -379,72 +397,3 @@ class Trainer:
     print(f"matmul peak of this machine: {peak:.0f} GFLOP/s (fp32; MFU is measured "
           "against it)", flush=True)
     return peak
-
-
-class ReplicaInputs(tf.Module):
-  """This worker's input pipeline as a plain tf.data iterator, its batches dealt to the
-  local replicas in turn (as `distribute_datasets_from_function` deals them).
-
-  TensorFlow 2.21's distributed iterators are not trackable — `tf.train.Checkpoint`
-  rejects them — but plain iterators are: their position, shuffle buffer and
-  per-example augmentation seeds go into the checkpoint, so a resumed run reads on
-  exactly where it stopped, under every synchronous strategy. Each worker reads its own
-  shard (`distribute.worker_index`); replicas of one worker take consecutive batches, so
-  one worker with k replicas sees the same examples per step as one device."""
-
-  def __init__(self, t: Trainer, problem):
-    super().__init__(name=f"inputs_{problem.name}")
-    s = t.strategy
-    self.strategy, self.local = s, distribute.local_replicas(s)
-    workers, index = distribute.worker_count(s), distribute.worker_index(s)
-    ctx = tf.distribute.InputContext(num_input_pipelines=workers, input_pipeline_id=index,
-                                     num_replicas_in_sync=s.num_replicas_in_sync)
-    self.iterator = iter(t.dataset(ctx, problem, shard=(workers, index)))
-
-  def next(self):
-    if self.strategy.num_replicas_in_sync == 1:
-      return next(self.iterator)
-    # Called once per local replica, in replica order.
-    return self.strategy.experimental_distribute_values_from_function(
-        lambda ctx: next(self.iterator))
-
-
-class SyncRunner:
-  """Synchronous training: `steps_per_loop` steps per `tf.function` call, each step
-  `strategy.run` of the per-replica step on every replica."""
-
-  def __init__(self, t: Trainer):
-    self.t, self.max_chunk, self.exact = t, t.cfg.steps_per_loop, True
-    self.iterators = [ReplicaInputs(t, p) for p in t.problems]
-    # Each problem's input position is part of the checkpoint: exact resume.
-    t.checkpoint.inputs = {p.name: it for p, it in zip(t.problems, self.iterators)}
-    self.loops = [make_train_loop(t, i) for i in range(len(t.problems))]
-
-  def run(self, step: int, num_steps: int, signalled=None):  # chunks are short anyway
-    runs = self.t.sampler.runs(step, num_steps) if self.t.sampler else [(0, num_steps)]
-    return num_steps, [(i, {k: float(v) for k, v in self.loops[i](
-        self.iterators[i], tf.constant(count)).items()}) for i, count in runs]
-
-
-def make_train_loop(t: Trainer, index: int):
-  """A `tf.function(iterator, num_steps)` running `num_steps` synchronous steps of
-  problem `index` in one call (no per-step Python) -> summed step statistics."""
-  step_fn, keys, pruner = t.step_fn(index), t.stat_keys, t.pruner
-  one_hot = tf.one_hot(index, len(t.problems), dtype=tf.int64)
-
-  @tf.function
-  def train_loop(iterator, num_steps):
-    totals = {k: tf.constant(0.0) for k in keys}
-    for _ in tf.range(num_steps):
-      batch = iterator.next() if isinstance(iterator, ReplicaInputs) else next(iterator)
-      stats = t.strategy.run(step_fn, (batch,))
-      totals = {k: totals[k] + t.strategy.reduce(tf.distribute.ReduceOp.SUM, stats[k],
-                                                 axis=None) for k in keys}
-      t.step.assign_add(1)
-      if pruner is not None:  # Zhu & Gupta schedule, then keep pruned weights at zero
-        pruner.update(t.step)
-        pruner.apply()
-    t.problem_steps.assign_add(one_hot * tf.cast(num_steps, tf.int64))
-    return totals
-
-  return train_loop
