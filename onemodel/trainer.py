@@ -86,7 +86,7 @@ class Trainer:
     t2t_vocab = vocab_lib.text_vocab()  # gin's text_vocab.t2t_subwords_file
     for p in self.problems:
       if self.is_chief and training:
-        data_lib.prepare(p, data_dir, manual_dir, t2t_file=t2t_vocab)
+        data_lib.prepare(p, data_dir, manual_dir, vocab=False)  # get_vocabs below
       elif not self.is_chief:
         distribute.wait_for_chief(lambda p=p: data_lib.is_prepared(p, data_dir),
                                   f"problem {p.name} was not prepared in {data_dir}")

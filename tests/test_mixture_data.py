@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from conftest import cli, one_line_error
+from conftest import cli, one_line_error, tiny_gin
 from onemodel import rawdata
 from onemodel.errors import UserError
 
@@ -34,7 +34,8 @@ def _head(path, n):
         "\n".join(f.read().split("\n")[:n]) + "\n"
 
 
-def test_prepare_mixture_with_per_problem_manual_dirs(tmp_path, manual_dir):
+def _small_text_mix(tmp_path, manual_dir):
+  """The plugin and its raw files: m30k_small under a root, sst_small elsewhere."""
   plug = tmp_path / "plug"
   plug.mkdir()
   (plug / "small.py").write_text(PLUGIN)
@@ -48,6 +49,24 @@ def test_prepare_mixture_with_per_problem_manual_dirs(tmp_path, manual_dir):
   elsewhere.mkdir(parents=True)
   for name, n in (("train.tsv", 301), ("dev.tsv", 101)):
     (elsewhere / name).write_text(_head(os.path.join(manual_dir, "sst2", name), n))
+  return plug, elsewhere
+
+
+def test_a_joint_run_learns_only_the_shared_vocabulary(tmp_path, manual_dir):
+  # Each member's own vocabulary would be learned for nothing (about 20 s of the
+  # README's first command on a fresh machine).
+  plug, elsewhere = _small_text_mix(tmp_path, manual_dir)
+  data = tmp_path / "data"
+  rc, so, se = cli("onemodel-train", *tiny_gin("small_text_mix", 2), f"--usr_dir={plug}",
+                   f"--manual_dir={tmp_path / 'root'},sst_small={elsewhere}",
+                   f"--data_dir={data}", f"--output_dir={tmp_path / 'run'}",
+                   "--gin_param=TrainConfig.final_eval_role=''")
+  assert rc == 0, se[-3000:]
+  assert os.listdir(data / "vocab") == ["shared_sentencepiece_m30k_small_sst_small"]
+
+
+def test_prepare_mixture_with_per_problem_manual_dirs(tmp_path, manual_dir):
+  plug, elsewhere = _small_text_mix(tmp_path, manual_dir)
   data = tmp_path / "data"
   rc, so, se = cli("onemodel-prepare", "--problem=small_text_mix", f"--usr_dir={plug}",
                    f"--manual_dir={tmp_path / 'root'},sst_small={elsewhere}",
