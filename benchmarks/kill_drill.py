@@ -2,13 +2,16 @@
 time, and compare the result with a run that was never interrupted.
 
   python benchmarks/kill_drill.py --manual_dir=../shared/data [--kills=12] [--steps=300]
+      [--joint]
 
 Moments: during data preparation (fresh --data_dir), right after a log line that a
 checkpoint write follows, at random times 3-10 s into a re-run (start-up, restore, the
 first steps), and during the final checkpoint write and evaluation.
 Reports: whether every re-run started (no error before it was killed), the final
 weights' max abs difference against the uninterrupted run, and both runs' test metric.
-Writes benchmarks/results/kill_drill.md.
+Writes benchmarks/results/kill_drill.md. --joint: the run is one model on a mixture of
+mnist and fsdd with dropout 0.1 (a mixture's draws, two input positions and dropout's
+random state must all resume exactly); writes kill_drill_joint.md.
 """
 
 import argparse
@@ -27,10 +30,14 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def command(out, data_dir, manual_dir, steps):
+JOINT = ["joint/Mixture.name='drill_mix'", "joint/Mixture.problems=['mnist', 'fsdd']",
+         "TrainConfig.problem=@joint/Mixture()", "BackboneConfig.dropout_rate=0.1"]
+
+
+def command(out, data_dir, manual_dir, steps, joint=False):
   params = [f"TrainConfig.train_steps={steps}", "TrainConfig.checkpoint_every_steps=25",
             "TrainConfig.log_every_steps=25", "TrainConfig.deterministic=True",
-            "ImageConfig.random_shift=2"]
+            "ImageConfig.random_shift=2"] + (JOINT if joint else [])
   return ([os.path.join(os.path.dirname(sys.executable), "onemodel-train"),
            "--gin_file=gin/experiments/quickstart.gin", f"--output_dir={out}",
            f"--data_dir={data_dir}", f"--manual_dir={manual_dir}"]
@@ -78,20 +85,23 @@ def main():
   ap.add_argument("--kills", type=int, default=12)
   ap.add_argument("--steps", type=int, default=600)
   ap.add_argument("--seed", type=int, default=0)
-  ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks/results/kill_drill.md"))
+  ap.add_argument("--joint", action="store_true", help="a mixture of mnist and fsdd, dropout")
+  ap.add_argument("--out", default="")
   args = ap.parse_args()
+  args.out = args.out or os.path.join(
+      ROOT, "benchmarks/results", "kill_drill_joint.md" if args.joint else "kill_drill.md")
   rng = random.Random(args.seed)
   manual = os.path.abspath(args.manual_dir)
   work = tempfile.mkdtemp(prefix="kill_drill_")
 
   ref_dir = os.path.join(work, "reference")
   rc, _, _, ref_s, errors = run_once(command(ref_dir, os.path.join(work, "data_ref"),
-                                             manual, args.steps))
+                                             manual, args.steps, args.joint))
   assert rc == 0, errors
   print(f"uninterrupted run: {ref_s:.0f} s", flush=True)
 
   drill, data = os.path.join(work, "drill"), os.path.join(work, "data_drill")
-  cmd = command(drill, data, manual, args.steps)
+  cmd = command(drill, data, manual, args.steps, args.joint)
   plan = [("during data preparation", None, 4.0),
           ("right after a log line (a checkpoint write follows)",
            lambda l: l.startswith("step 50/"), None),
@@ -114,20 +124,31 @@ def main():
   assert rc == 0, errors
   ref, got = weights(ref_dir, args.steps), weights(drill, args.steps)
   diff = max(float(np.max(np.abs(ref[k] - got[k]))) for k in ref)
-  metric = lambda d: json.load(open(os.path.join(d, f"metrics_test_step{args.steps}.json")))[
-      "metrics"]["accuracy"]
+  names = ["mnist", "fsdd"] if args.joint else [""]
+
+  def metrics(d):
+    out = []
+    for name in names:
+      path = os.path.join(d, f"metrics_test_{name + '_' if name else ''}step{args.steps}.json")
+      m = json.load(open(path))["metrics"]
+      out.append(f"{name} accuracy {m['accuracy']:.2f}".strip())
+    return ", ".join(out)
+
+  what = ("a mixture of mnist and fsdd (tiny, dropout 0.1)" if args.joint
+          else "gin/experiments/quickstart.gin")
   lines = ["# Kill drill (kill -9 at many moments of one run, then the same command again)",
            "", f"Command: `python benchmarks/kill_drill.py --manual_dir={args.manual_dir} "
-           f"--kills={args.kills} --steps={args.steps}` (gin/experiments/quickstart.gin, "
-           "deterministic, random shift 2, checkpoint and log every 25 steps).", "",
+           f"--kills={args.kills} --steps={args.steps}{' --joint' if args.joint else ''}` "
+           f"({what} from gin/experiments/quickstart.gin, deterministic, random shift 2, "
+           "checkpoint and log every 25 steps).", "",
            "| # | moment | when | killed | exit | last line before the kill | re-run started |",
            "|---|---|---|---|---|---|---|"]
   for i, r in enumerate(rows, 1):
     lines.append(f"| {i} | " + " | ".join(str(x) for x in r) + " |")
   lines += ["", f"- every re-run started: **{'yes' if all_started else 'NO'}**",
             f"- final weights, max abs difference against the uninterrupted run: **{diff:g}**",
-            f"- test accuracy: uninterrupted {metric(ref_dir):.2f}, killed {len(rows)} times "
-            f"and re-run {metric(drill):.2f}", f"- uninterrupted wall time {ref_s:.0f} s"]
+            f"- test: uninterrupted {metrics(ref_dir)}; killed {len(rows)} times and re-run "
+            f"{metrics(drill)}", f"- uninterrupted wall time {ref_s:.0f} s"]
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   open(args.out, "w").write("\n".join(lines) + "\n")
   print("\n".join(lines))

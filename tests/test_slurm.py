@@ -1,12 +1,16 @@
 """SLURM: a job step's environment becomes the cluster (TensorFlow's SlurmClusterResolver),
 `onemodel-launch --slurm` prints the sbatch script, and two tasks with a simulated SLURM
-environment train as a 2-worker cluster on this machine."""
+environment train as a 2-worker cluster on this machine, are preempted and resume
+exactly."""
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import BIN, ROOT, cli, one_line_error
@@ -85,21 +89,26 @@ def _two_free_ports():
   pytest.skip("no two consecutive free ports")
 
 
+def _srun_tasks(out, data_dir, manual_dir, steps, port, extra=()):
+  """Two `onemodel-train` processes with the environment srun gives two tasks on one
+  node (no TF_CONFIG), each in its own process group."""
+  env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+  return [subprocess.Popen(
+      [os.path.join(BIN, "onemodel-train"), "--strategy=multi_worker",
+       *_train_args(out, data_dir, manual_dir, steps, extra)],
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+      start_new_session=True,
+      env=dict(env, TF_CPP_MIN_LOG_LEVEL="2",
+               **_step_env(i, 2, "localhost", "2", f"{port}-{port + 1}")))
+      for i in range(2)]
+
+
 def test_two_srun_tasks_train_as_one_cluster(tmp_path, data_dir, manual_dir):
   """Two processes with the environment srun gives two tasks on one node (no TF_CONFIG)
   train as synchronous workers: both reach the last step with the same weights."""
-  port, out, procs = _two_free_ports(), tmp_path / "run", []
-  env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-  for i in range(2):
-    procs.append(subprocess.Popen(
-        [os.path.join(BIN, "onemodel-train"), "--strategy=multi_worker",
-         *_train_args(out, data_dir, manual_dir, 4)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-        start_new_session=True,
-        env=dict(env, TF_CPP_MIN_LOG_LEVEL="2",
-                 **_step_env(i, 2, "localhost", "2", f"{port}-{port + 1}"))))
+  out = tmp_path / "run"
   outs = []
-  for p in procs:
+  for p in _srun_tasks(out, data_dir, manual_dir, 4, _two_free_ports()):
     rc, text = _finish(p, 300)
     assert rc == 0, text[-3000:]
     outs.append(text)
@@ -109,3 +118,44 @@ def test_two_srun_tasks_train_as_one_cluster(tmp_path, data_dir, manual_dir):
   other_path, other = _weights(str(out / ".worker_scratch" / "worker_1"))
   assert chief_path.endswith("ckpt-4") and other_path.endswith("ckpt-4")
   _assert_same(chief, other, 1e-6)
+
+
+def test_a_preempted_srun_step_resumes_exactly(tmp_path, data_dir, manual_dir):
+  """SLURM preempts a job step by sending SIGTERM to its tasks: both tasks save at one
+  agreed step and exit 143; the same srun again resumes there and ends with the weights
+  of an uninterrupted 2-task run, bit for bit."""
+  port = _two_free_ports()
+  # No periodic checkpoint before the end: the only one mid-run is the preemption's.
+  run = lambda out: _srun_tasks(out, data_dir, manual_dir, 60, port,
+                                ["TrainConfig.checkpoint_every_steps=1000"])
+  for p in run(tmp_path / "whole"):
+    rc, text = _finish(p, 300)
+    assert rc == 0, text[-3000:]
+  procs = run(tmp_path / "step")
+  lines = []
+  for line in procs[0].stdout:  # the chief's log: signal once it trains
+    lines.append(line)
+    if re.match(r"step \d+/60", line):
+      for p in procs:
+        os.killpg(p.pid, signal.SIGTERM)
+      break
+  texts = []
+  for i, p in enumerate(procs):
+    rc, text = _finish(p, 300)
+    text = ("".join(lines) if i == 0 else "") + text
+    assert rc == 143 and "Traceback" not in text, text[-3000:]
+    texts.append(text)
+  saved = [re.search(r"preempted \(SIGTERM\) at step (\d+); checkpoint saved", t) for t in texts]
+  assert all(saved), texts[0][-2000:]
+  step = int(saved[0].group(1))
+  assert int(saved[1].group(1)) == step and 0 < step < 60
+  for i, p in enumerate(run(tmp_path / "step")):
+    rc, text = _finish(p, 300)
+    assert rc == 0, text[-3000:]
+    if i == 0:
+      assert re.search(rf"resumed from \S+ckpt-{step} at step {step}\b", text), text[-2000:]
+  whole = _weights(str(tmp_path / "whole" / "checkpoints"))[1]
+  resumed = _weights(str(tmp_path / "step" / "checkpoints"))[1]
+  assert whole.keys() == resumed.keys() and whole
+  for name in whole:  # bitwise: TrainConfig.deterministic=True
+    np.testing.assert_array_equal(whole[name], resumed[name], err_msg=name)
