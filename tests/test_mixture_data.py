@@ -76,6 +76,7 @@ def test_prepare_mixture_with_per_problem_manual_dirs(tmp_path, manual_dir):
   assert "prepared mixture small_text_mix" in so
   shared = data / "vocab" / "shared_sentencepiece_m30k_small_sst_small" / "spm300.model"
   assert shared.exists()
+  assert os.listdir(data / "vocab") == [shared.parent.name]  # not the members' own
 
   rc, so, se = cli("onemodel-prepare", "--problem=small_text_mix", f"--usr_dir={plug}",
                    f"--manual_dir=sst_small={elsewhere}", f"--data_dir={tmp_path / 'd2'}")

@@ -39,12 +39,13 @@ def main(argv):
     for p in problems:
       if p.name not in done:
         data_lib.prepare(p, FLAGS.data_dir, FLAGS.manual_dir, download=FLAGS.download,
-                         num_shards=FLAGS.num_shards, t2t_file=t2t_vocab)
+                         num_shards=FLAGS.num_shards, vocab=False)
         print(f"prepared {p.name} in {FLAGS.data_dir}", flush=True)
         done.add(p.name)
+    # The vocabulary a run of this name reads: a problem's own, or a mixture's shared one
+    # (never its members' own, which that run would not read; as the trainer does).
+    vocabs, _ = data_lib.get_vocabs(problems, FLAGS.data_dir, t2t_file=t2t_vocab)
     if mixture is not None:
-      vocabs, _ = data_lib.get_vocabs(problems, FLAGS.data_dir,  # the shared vocabulary
-                                      t2t_file=t2t_vocab)
       shared = sorted({type(v).__name__ for v in vocabs.values() if v is not None})
       print(f"prepared mixture {mixture.name} ({', '.join(mixture.problems)}; "
             f"vocabularies: {', '.join(shared) or 'none'}) in {FLAGS.data_dir}", flush=True)
