@@ -65,7 +65,7 @@ def next_boundary(step: int, total: int, intervals: Sequence[int]) -> int:
 class Controller:
 
   def __init__(self, cfg, runner: Runner, hooks: Sequence, progress,
-               save: Callable[[int], str], evaluate: Callable[[int], None],
+               save: Callable[[int], str], evaluate: Callable[[int], bool],
                log_scalars: Callable[[int, float, float, dict], None],
                interrupts=None, problem_names: Sequence[str] = ()):
     self.cfg, self.runner, self.hooks, self.progress = cfg, runner, list(hooks), progress
@@ -109,11 +109,16 @@ class Controller:
         self.save(step)
       # The last step is evaluated too (a validation curve ends where training ends),
       # unless the final evaluation reads that very split anyway.
+      # `evaluate` -> True: stop early (selection.Best's patience is exhausted).
+      stop = False
       if step == cfg.train_steps:
         if evals and cfg.final_eval_role != cfg.eval_role:
-          self.evaluate(step)
+          stop = self.evaluate(step)
       elif evals and step % cfg.eval_every_steps == 0:
-        self.evaluate(step)
+        stop = self.evaluate(step)
+      if stop:
+        self.save(step)
+        break
       if self.interrupts is not None:
         self.interrupts.check(step)
     return step, loss

@@ -58,6 +58,19 @@ class TrainConfig:
   # keeps its own batches, so N workers train on exactly one device's N-times-larger
   # batch (N full reads; with `batch_size` batches only). See data.dataset.
   input_sharding: str = "source"
+  # Warm start (warm_start.py): a run directory, checkpoints directory or checkpoint
+  # prefix whose weights a new run starts from; `init_scope` says which of them.
+  init_from: str = ""
+  init_scope: str = "all"
+  # Which weights train: 'adapters' freezes the shared backbone; 'adapters_and_norms'
+  # also trains the backbone's layer norms (a small fine-tune of a trained model).
+  trainable: str = "all"
+  # Model selection (selection.py): 'PROBLEM/METRIC', 'METRIC' (one problem) or
+  # 'mean_rank' (a joint run) on the eval_role split at every eval_every_steps; the best
+  # weights go to checkpoints/best/. `patience`: stop after this many evaluations
+  # without a better value (0: never).
+  select: str = ""
+  patience: int = 0
 
 
 # binding -> (lowest allowed value, what the range is called)
@@ -68,10 +81,12 @@ _AT_LEAST = {
     "checkpoint_every_steps": (1, ">= 1"), "keep_checkpoints": (1, ">= 1"),
     "eval_every_steps": (0, ">= 0 (0: only at the end)"),
     "eval_max_examples": (0, ">= 0 (0: the whole split)"), "seed": (0, ">= 0"),
-    "shuffle_buffer": (1, ">= 1"),
+    "shuffle_buffer": (1, ">= 1"), "patience": (0, ">= 0 (0: never stop early)"),
 }
 _BOOLS = ("pack", "noise_scale", "jit_compile", "deterministic", "cache", "report_mfu")
 _ROLES = ("eval_role", "final_eval_role")
+INIT_SCOPES = ("all", "backbone", "backbone_and_adapters")
+TRAINABLE = ("all", "adapters", "adapters_and_norms")
 PER_PROBLEM_KEYS = ("batch_size", "batch_tokens", "label_smoothing")
 
 
@@ -98,6 +113,19 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _fail("label_smoothing", ls, "a number in [0, 1)")
   if cfg.input_sharding not in ("source", "batches"):
     _fail("input_sharding", cfg.input_sharding, "'source' or 'batches'")
+  if not isinstance(cfg.select, str):
+    _fail("select", cfg.select, "'PROBLEM/METRIC', 'METRIC' or 'mean_rank'")
+  if (cfg.select or cfg.patience) and not cfg.eval_every_steps:
+    raise UserError(f"gin binding TrainConfig.{'select' if cfg.select else 'patience'} "
+                    "needs periodic evaluations: set TrainConfig.eval_every_steps")
+  if cfg.patience and not cfg.select:
+    raise UserError("gin binding TrainConfig.patience counts evaluations without a better "
+                    "TrainConfig.select: set that too")
+  if not isinstance(cfg.init_from, str):
+    _fail("init_from", cfg.init_from, "a run directory or checkpoint path ('' : none)")
+  for name, allowed in (("init_scope", INIT_SCOPES), ("trainable", TRAINABLE)):
+    if getattr(cfg, name) not in allowed:
+      _fail(name, getattr(cfg, name), "one of " + ", ".join(repr(a) for a in allowed))
   for name in _ROLES:
     if not isinstance(getattr(cfg, name), str):
       _fail(name, getattr(cfg, name), "a split role such as 'eval' or 'test'")

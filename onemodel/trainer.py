@@ -42,10 +42,12 @@ from onemodel import plugins
 from onemodel import precision
 from onemodel import pruning
 from onemodel import rundir as rundir_lib
+from onemodel import selection
 from onemodel import sync_training
 from onemodel import throughput
 from onemodel import train_step
 from onemodel import vocab as vocab_lib
+from onemodel import warm_start
 from onemodel.errors import UserError
 from onemodel.progress import Progress
 from onemodel.train_config import TrainConfig, check_against_problems, validate
@@ -83,6 +85,12 @@ class Trainer:
                                                    self.cfg.jit_compile and training)
     self.run_dir = rundir_lib.RunDir(output_dir, self.is_chief)
     check_against_problems(self.cfg, self.problems, self.strategy.num_replicas_in_sync)
+    self.selector = None
+    if training and self.cfg.select:
+      if self.is_async or distribute.worker_count(self.strategy) > 1:
+        raise UserError("gin binding TrainConfig.select: the best checkpoint is kept by "
+                        "runs of one worker only (for now)")
+      self.selector = selection.Selector(self.cfg.select, self.problems, self.cfg.eval_role)
     t2t_vocab = vocab_lib.text_vocab()  # gin's text_vocab.t2t_subwords_file
     for p in self.problems:
       if self.is_chief and training:
@@ -116,12 +124,17 @@ class Trainer:
       self.problem_steps = tf.Variable(tf.zeros([len(self.problems)], tf.int64),
                                        trainable=False, name="problem_steps")
       self._build_model_variables()
+    if training:
+      warm_start.set_trainable(self.model, self.cfg.trainable)  # before the optimizer
     # Model weights by their unique paths, and only so: Keras 3 does not track layers
     # held in lists, and a variable saved under two names is listed under the first.
     weights = checkpoints.variables_by_path(
         self.model.variables, checkpoints.rng_state_paths(self.model), training)
     self.checkpoint = tf.train.Checkpoint(weights=weights, step=self.step,
                                           problem_steps=self.problem_steps)
+    # The model alone (no optimizer, no input positions): what checkpoints/best/ holds.
+    self.weights_checkpoint = tf.train.Checkpoint(weights=weights, step=self.step,
+                                                  problem_steps=self.problem_steps)
     self.hooks, self.pruner, self.optimizer = [], None, None
     if training:
       self._build_training_state()
@@ -241,7 +254,10 @@ class Trainer:
   # -- restoring ---------------------------------------------------------------------------
 
   def restore(self, checkpoint: str = "") -> str:
-    """Evaluation: restores `checkpoint` (default: the run's latest) -> its path."""
+    """Evaluation: restores `checkpoint` (default: the run's latest; 'best': the one
+    TrainConfig.select kept) -> its path."""
+    if checkpoint == "best":
+      checkpoint = selection.best_checkpoint(self.output_dir)
     path = self.keeper.restore(checkpoint, complete=not checkpoint and self.training)
     if not path:
       raise UserError(f"no checkpoint in {self.run_dir.join('checkpoints')}")
@@ -328,6 +344,14 @@ class Trainer:
       if isinstance(hook, hooks_lib.NoiseScaleHook):
         hook.load()
     start = int(self.step.numpy())
+    best = None
+    if self.selector is not None:
+      best = selection.Best(self.selector, run, self.weights_checkpoint, cfg.patience)
+      best.resume(start)
+    if not restored and cfg.init_from:  # a re-run resumes from its own checkpoint instead
+      record = warm_start.load(self.model, self.vocabs, cfg.init_from, cfg.init_scope,
+                               [p.name for p in self.problems], verbose=self.is_chief)
+      run.write_json(warm_start.RECORD, record)
     if restored:
       print(f"resumed from {restored} at step {start}", flush=True)
       if not runner.exact:
@@ -338,6 +362,8 @@ class Trainer:
       run.write_text("config.gin", config_text)
     if self.is_chief:  # later commands on the run (eval, export, decode) find its plugins
       plugins.write_record(self.output_dir)
+      warm_start.write_model_record(run, self.model, self.vocabs)  # for warm starts from it
+      print(warm_start.parameter_line(self.model, cfg.trainable), flush=True)
     writer, eval_writer = self._writer("train"), self._writer("eval")
     progress = Progress(cfg.train_steps, start, self._peak_gflops(), self.model.cfg,
                         [self.model.target_embedding(p.name).vocab_size
@@ -353,21 +379,27 @@ class Trainer:
                                 **extra).items():
           tf.summary.scalar(name, value, step=step)
 
-    def evaluate(step):  # every worker, when evaluation is distributed (collectives)
+    def evaluate(step) -> bool:  # every worker, when evaluation is distributed
       if self.is_chief or evaluation.distributed(self.strategy):
-        self.evaluate(cfg.eval_role, step, eval_writer)
+        results = self.evaluate(cfg.eval_role, step, eval_writer)
+        return best.update(step, results) if best else False  # True: stop early
+      return False
 
+    stopped = best is not None and best.stopped_at == start  # a re-run of a stopped run
     ctl = controller_lib.Controller(cfg, runner, hooks, progress, self.keeper.save,
                                     evaluate, log_scalars, interrupts,
                                     [p.name for p in self.problems])
     try:
-      if start < cfg.train_steps:
+      if stopped:
+        print(f"onemodel: this run stopped early at step {start} (TrainConfig.patience); "
+              "nothing left to train", flush=True)
+      elif start < cfg.train_steps:
         text = operative_config()
         if text:
           run.write_text("operative_config.gin", text)
           with writer.as_default():
             tf.summary.text("operative_config", text, step=start)
-      step, loss = ctl.run(start)
+      step, loss = (start, float("nan")) if stopped else ctl.run(start)
     finally:
       interrupts.close()
       writer.flush()
@@ -377,9 +409,14 @@ class Trainer:
       summary.update(hook.summary())
     if summary:
       run.write_json("instruments.json", summary)
-    results = None
+    results, final_step, tag = None, step, ""
+    if best and best.state.get("checkpoint") and cfg.final_eval_role:
+      # Model selection: the final evaluation reads the chosen weights, not the last.
+      self.weights_checkpoint.restore(best.state["checkpoint"]).expect_partial()
+      final_step, tag = best.state["step"], "best"
+      print(f"final evaluation of the best checkpoint, step {final_step}", flush=True)
     if cfg.final_eval_role and (self.is_chief or evaluation.distributed(self.strategy)):
-      results = self.evaluate(cfg.final_eval_role, step, eval_writer,
+      results = self.evaluate(cfg.final_eval_role, final_step, eval_writer, tag=tag,
                               decode_cfg=self.final_decode_cfg)
     eval_writer.flush()
     if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):

@@ -168,6 +168,9 @@ class T2TSubwordVocab(Vocab):
   def decode_ids(self, ids):
     return self._encoder.decode([i + 1 for i in ids if i > EOS_ID])
 
+  def save_bytes(self) -> bytes:  # what identifies it (warm_start.fingerprint)
+    return "\n".join(self._encoder.subwords).encode("utf-8")
+
 
 @gin.configurable
 def text_vocab(t2t_subwords_file: str = ""):

@@ -119,7 +119,8 @@ def hide_expected_warnings():
 
 def define_run_flags():
   flags.DEFINE_string("output_dir", None, "The training run's output dir.")
-  flags.DEFINE_string("checkpoint", "", "A checkpoint path (default: the latest in the run).")
+  flags.DEFINE_string("checkpoint", "", "A checkpoint path, or 'best' (the one "
+                      "TrainConfig.select kept); default: the latest in the run.")
 
 
 def load_run():
