@@ -86,10 +86,10 @@ class Selector:
 class Best:
   """The best checkpoint of a run and the evaluations that chose it."""
 
-  def __init__(self, selector: Selector, run_dir, checkpoint: tf.train.Checkpoint,
+  def __init__(self, selector: Selector, output_dir: str, checkpoint: tf.train.Checkpoint,
                patience: int = 0):
-    self.selector, self.run_dir, self.patience = selector, run_dir, patience
-    self.directory = run_dir.join(BEST_DIR)
+    self.selector, self.patience = selector, patience
+    self.directory = os.path.join(output_dir, BEST_DIR)
     self.manager = tf.train.CheckpointManager(checkpoint, self.directory, max_to_keep=1)
     self.state = self._read()
 

@@ -346,7 +346,8 @@ class Trainer:
     start = int(self.step.numpy())
     best = None
     if self.selector is not None:
-      best = selection.Best(self.selector, run, self.weights_checkpoint, cfg.patience)
+      best = selection.Best(self.selector, self.output_dir, self.weights_checkpoint,
+                            cfg.patience)
       best.resume(start)
     if not restored and cfg.init_from:  # a re-run resumes from its own checkpoint instead
       record = warm_start.load(self.model, self.vocabs, cfg.init_from, cfg.init_scope,

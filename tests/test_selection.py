@@ -11,7 +11,6 @@ import pytest
 import tensorflow as tf
 
 from conftest import cli, one_line_error
-from onemodel import rundir as rundir_lib
 from onemodel import selection
 from onemodel.errors import UserError
 
@@ -24,7 +23,7 @@ def _best(tmp_path, select, problems, patience=0):
   w = tf.Variable(0.0)
   ckpt = tf.train.Checkpoint(weights={"w": w})
   best = selection.Best(selection.Selector(select, problems, "eval"),
-                        rundir_lib.RunDir(str(tmp_path)), ckpt, patience)
+                        str(tmp_path), ckpt, patience)
   return best, w
 
 

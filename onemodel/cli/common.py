@@ -123,8 +123,9 @@ def define_run_flags():
                       "TrainConfig.select kept); default: the latest in the run.")
 
 
-def load_run():
-  """Rebuilds a run's model from OUTPUT_DIR/config.gin and restores its checkpoint."""
+def load_run(restore: bool = True):
+  """Rebuilds a run's model from OUTPUT_DIR/config.gin and restores its checkpoint
+  (`restore=False`: none yet) -> (trainer, checkpoint path or None)."""
   load_plugins()
   out = FLAGS.output_dir
   if not out or not os.path.isdir(out):
@@ -144,8 +145,7 @@ def load_run():
                       backbone_cfg=backbone.BackboneConfig(), training=False,
                       strategy=distribute.get_strategy(),
                       modality_cfg=adapters.ModalityConfigs.from_gin())
-  path = t.restore(FLAGS.checkpoint)
-  return t, path
+  return t, t.restore(FLAGS.checkpoint) if restore else None
 
 
 def pick_problem(t, name: str):
