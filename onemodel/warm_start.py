@@ -239,7 +239,7 @@ def _skipped(shapes, used) -> Dict[str, int]:
   out = {}
   for k in sorted(set(shapes) - used):
     parts = _unescape(k[len("weights/"):].split("/.ATTRIBUTES")[0]).split("/")
-    name = parts[1] if parts[0] == "one_model" and len(parts) > 2 else parts[0]
+    name = parts[1] if parts[0] == "one_model" and len(parts) > 1 else parts[0]
     name = "backbone" if name.split("_")[0] in ("encoder", "decoder") else name
     out[name] = out.get(name, 0) + 1
   return out
@@ -254,7 +254,7 @@ def table(record: dict) -> str:
   """The printed table: component, status, variables, weights; then what was skipped."""
   lines = [f"warm start from {record['checkpoint']} (init_scope "
            f"{record['scope']!r}; optimizer fresh, step 0):"]
-  width = max(len(n) for n in record["components"]) + 2
+  width = max(len(n) for n in list(record["components"]) + list(record["skipped"])) + 2
   for name, c in record["components"].items():
     lines.append(f"  {name:<{width}}{c['status']:<32}{c['variables']:>5} variables "
                  f"{c['weights']:>11,} weights")
