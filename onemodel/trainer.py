@@ -402,6 +402,7 @@ class Trainer:
             tf.summary.text("operative_config", text, step=start)
       step, loss = (start, float("nan")) if stopped else ctl.run(start)
     finally:
+      getattr(runner, "close", lambda: None)()
       interrupts.close()
       writer.flush()
     self.keeper.save(step)
