@@ -84,6 +84,13 @@ def tiny_gin(problem, steps, extra=()):
   return ["--gin_file=gin/models/tiny.gin"] + [f"--gin_param={p}" for p in params]
 
 
+def train_args(out, data_dir, manual_dir, params):
+  """onemodel-train's flags for a tiny.gin run into `out` with these gin bindings."""
+  return (["--gin_file=gin/models/tiny.gin", f"--output_dir={out}",
+           f"--data_dir={data_dir}", f"--manual_dir={manual_dir}"]
+          + [f"--gin_param={p}" for p in params])
+
+
 def one_line_error(rc, se, *needles):
   """A user mistake: non-zero exit, no traceback, exactly one 'TOOL: error: ...' line
   containing every needle. Returns that line."""

@@ -8,7 +8,7 @@ import subprocess
 
 import tensorflow as tf
 
-from conftest import BIN, ROOT, cli, one_line_error
+from conftest import BIN, ROOT, cli, one_line_error, train_args
 
 STEPS, EVERY = 40, 10
 
@@ -20,9 +20,7 @@ def _train_args(out, data_dir, manual_dir):
             "TrainConfig.keep_checkpoints=10", "TrainConfig.final_eval_role=''",
             "TrainConfig.eval_max_examples=64", "TrainConfig.eval_batch_size=64",
             "TrainConfig.report_mfu=False"]
-  return (["--gin_file=gin/models/tiny.gin", f"--output_dir={out}",
-           f"--data_dir={data_dir}", f"--manual_dir={manual_dir}"]
-          + [f"--gin_param={p}" for p in params])
+  return train_args(out, data_dir, manual_dir, params)
 
 
 def test_follow_evaluates_every_checkpoint_of_a_running_trainer(tmp_path, data_dir,

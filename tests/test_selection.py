@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import cli, one_line_error
+from conftest import cli, one_line_error, train_args
 from onemodel import selection
 from onemodel.errors import UserError
 
@@ -97,9 +97,7 @@ def _args(out, data_dir, manual_dir, extra=()):
             "TrainConfig.final_eval_role='test'", "TrainConfig.deterministic=True",
             "TrainConfig.report_mfu=False", "TrainConfig.select='mnist/accuracy'",
             "TrainConfig.patience=2", *extra]
-  return (["--gin_file=gin/models/tiny.gin", f"--output_dir={out}",
-           f"--data_dir={data_dir}", f"--manual_dir={manual_dir}"]
-          + [f"--gin_param={p}" for p in params])
+  return train_args(out, data_dir, manual_dir, params)
 
 
 def test_patience_stops_the_run_and_the_best_checkpoint_is_evaluated(tmp_path, data_dir,

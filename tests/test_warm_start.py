@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import BIN, ROOT, cli, one_line_error
+from conftest import BIN, ROOT, cli, one_line_error, train_args
 
 STEPS = 20
 
@@ -25,9 +25,7 @@ def _args(out, data_dir, manual_dir, problem="'mnist'", steps=STEPS, extra=()):
             "TrainConfig.steps_per_loop=5", "TrainConfig.checkpoint_every_steps=10",
             "TrainConfig.final_eval_role=''", "TrainConfig.deterministic=True",
             "TrainConfig.report_mfu=False", "TrainConfig.shuffle_buffer=256", *extra]
-  return (["--gin_file=gin/models/tiny.gin", f"--output_dir={out}",
-           f"--data_dir={data_dir}", f"--manual_dir={manual_dir}"]
-          + [f"--gin_param={p}" for p in params])
+  return train_args(out, data_dir, manual_dir, params)
 
 
 JOINT = ["joint/Mixture.name='mnist_fsdd'", "joint/Mixture.problems=['mnist', 'fsdd']"]
