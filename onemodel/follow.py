@@ -12,14 +12,12 @@ trainer has listed as complete, and a checkpoint the trainer removed before it c
 read (`keep_checkpoints`) is skipped with a line. A follower started again skips the
 steps it has already written metrics for."""
 
-import json
 import os
 import time
 from typing import List
 
 import tensorflow as tf
 
-from onemodel import fileio
 from onemodel import selection
 from onemodel.errors import UserError
 
@@ -69,12 +67,9 @@ class Follower:
 
   def _final_step(self) -> int:
     """The trainer's last step: train_steps, or where its patience stopped it."""
-    path = os.path.join(self.t.output_dir, selection.BEST_DIR, "best.json")
-    if self.t.cfg.select and tf.io.gfile.exists(path):
-      stopped = json.loads(fileio.read_text(path)).get("stopped_at")
-      if stopped:
-        return stopped
-    return self.t.cfg.train_steps
+    stopped = selection.read_state(self.t.output_dir).get("stopped_at") \
+        if self.t.cfg.select else None
+    return stopped or self.t.cfg.train_steps
 
   def run(self) -> List[int]:
     """-> the steps evaluated, in order."""

@@ -88,16 +88,14 @@ class Best:
 
   def __init__(self, selector: Selector, output_dir: str, checkpoint: tf.train.Checkpoint,
                patience: int = 0):
-    self.selector, self.patience = selector, patience
+    self.selector, self.patience, self.output_dir = selector, patience, output_dir
     self.directory = os.path.join(output_dir, BEST_DIR)
     self.manager = tf.train.CheckpointManager(checkpoint, self.directory, max_to_keep=1)
     self.state = self._read()
 
   def _read(self) -> dict:
-    path = os.path.join(self.directory, "best.json")
-    if tf.io.gfile.exists(path):
-      return json.loads(fileio.read_text(path))
-    return {"select": self.selector.select, "split": self.selector.role, "history": []}
+    return read_state(self.output_dir) or {
+        "select": self.selector.select, "split": self.selector.role, "history": []}
 
   def resume(self, step: int) -> None:
     """Forgets evaluations after `step` (a resumed run repeats them)."""
@@ -131,6 +129,12 @@ class Best:
             f"improved for {self.patience} evaluations (best at step "
             f"{history[best]['step']}, kept in {self.directory})", flush=True)
     return stop
+
+
+def read_state(output_dir: str) -> dict:
+  """A run's best.json ({} when it keeps no best checkpoint)."""
+  path = os.path.join(output_dir, BEST_DIR, "best.json")
+  return json.loads(fileio.read_text(path)) if tf.io.gfile.exists(path) else {}
 
 
 def best_checkpoint(output_dir: str) -> str:

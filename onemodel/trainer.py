@@ -33,6 +33,7 @@ from onemodel import data as data_lib
 from onemodel import decoding
 from onemodel import distribute
 from onemodel import evaluation
+from onemodel import freezing
 from onemodel import hooks as hooks_lib
 from onemodel import interrupts as interrupts_lib
 from onemodel import mixtures
@@ -125,7 +126,7 @@ class Trainer:
                                        trainable=False, name="problem_steps")
       self._build_model_variables()
     if training:
-      warm_start.set_trainable(self.model, self.cfg.trainable)  # before the optimizer
+      freezing.set_trainable(self.model, self.cfg.trainable)  # before the optimizer
     # Model weights by their unique paths, and only so: Keras 3 does not track layers
     # held in lists, and a variable saved under two names is listed under the first.
     weights = checkpoints.variables_by_path(
@@ -364,7 +365,7 @@ class Trainer:
     if self.is_chief:  # later commands on the run (eval, export, decode) find its plugins
       plugins.write_record(self.output_dir)
       warm_start.write_model_record(run, self.model, self.vocabs)  # for warm starts from it
-      print(warm_start.parameter_line(self.model, cfg.trainable), flush=True)
+      print(freezing.parameter_line(self.model, cfg.trainable), flush=True)
     writer, eval_writer = self._writer("train"), self._writer("eval")
     progress = Progress(cfg.train_steps, start, self._peak_gflops(), self.model.cfg,
                         [self.model.target_embedding(p.name).vocab_size

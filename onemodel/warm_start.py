@@ -26,17 +26,14 @@ import os
 import re
 from typing import Dict, List, Optional
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from onemodel import checkpoints
 from onemodel import fileio
-from onemodel import train_config
 from onemodel import vocab as vocab_lib
 from onemodel.errors import UserError
 
-SCOPES = train_config.INIT_SCOPES  # ("all", "backbone", "backbone_and_adapters")
 MODEL_RECORD = "model.json"  # a run's problems (task-embedding rows) and vocabularies
 RECORD = "warm_start.json"  # where a warm-started run started from
 
@@ -133,9 +130,6 @@ def load(model, vocabs, init_from: str, scope: str, problems: List[str],
   """Assigns the weights `scope` takes from `init_from` -> the record of what was
   loaded, new and skipped (also printed as one table). Refuses, with one line, a
   checkpoint whose variable has another shape here, or one that gives nothing."""
-  if scope not in SCOPES:
-    raise UserError(f"gin binding TrainConfig.init_scope={scope!r}: must be one of "
-                    f"{', '.join(SCOPES)}")
   prefix = checkpoint_path(init_from)
   try:
     reader = tf.train.load_checkpoint(prefix)
@@ -262,24 +256,3 @@ def table(record: dict) -> str:
     lines.append(f"  {name:<{width}}{'skipped':<32}{n:>5} variables")
   return "\n".join(lines)
 
-
-def set_trainable(model, which: str) -> None:
-  """`TrainConfig.trainable`: 'adapters' freezes the backbone (its variables leave
-  `model.trainable_variables`, so the step takes no gradient for them and the optimizer
-  holds no slots); 'adapters_and_norms' trains the backbone's layer norms too, as the
-  norm-only fine-tunes of Frankle et al. 2021 (arXiv:2003.00152). Checkpoints keep
-  every weight either way."""
-  if which == "all":
-    return
-  model.backbone.trainable = False  # recursive in Keras 3: every sublayer and variable
-  if which == "adapters_and_norms":
-    for layer in model.backbone._flatten_layers():  # pylint: disable=protected-access
-      if isinstance(layer, keras.layers.LayerNormalization):
-        layer.trainable = True
-
-
-def parameter_line(model, which: str) -> str:
-  total = sum(int(np.prod(v.shape)) for v in model.weights)
-  trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
-  return (f"model: {total:,} parameters, {trainable:,} trainable"
-          + ("" if which == "all" else f" (TrainConfig.trainable={which!r})"))
