@@ -22,7 +22,7 @@ read every `--curve_every` steps for the curves; the test split once, at the end
 each target run. Reports each arm's mean ± sd over seeds, the paired 95% interval of
 (arm - scratch), the minutes, and the validation curves. Re-running the same command
 skips finished runs and resumes the others (it prints the runs and an estimate first).
-Writes benchmarks/results/transfer.{md,json,png} (transfer_smoke.* with --smoke)."""
+Writes benchmarks/results/transfer_EXPERIMENT.{md,json,png} (..._smoke.* with --smoke)."""
 
 import argparse
 import json
@@ -91,7 +91,7 @@ def plan(args):
         every = 10 if args.smoke else args.curve_every
         specs.append({
             "name": f"{exp}_{arm}_s{seed}", "kind": "target", "experiment": exp,
-            "arm": arm, "seed": seed, "files": [TARGET[2]],
+            "arm": arm, "seed": seed, "source": src_name, "files": [TARGET[2]],
             "params": [p.replace("SRC", src_dir) for p in extra] + [
                 f"TrainConfig.seed = {seed}", f"TrainConfig.eval_every_steps = {every}",
                 "TrainConfig.final_eval_role = 'test'"] + smoke,
@@ -212,17 +212,21 @@ def main():
                           args.manual_dir, args.data_dir)
     if record["rc"] != 0:
       sys.exit(f"{s['name']} failed (exit {record['rc']}); see its log; re-run to resume")
-  values, curves, minutes = collect(specs, args.output_root)
-  wall = sum(runlib.reused(s["name"], args.output_root)["wall_s"] for s in specs)
-  text = report(args, specs, values, minutes, wall)
   os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, f"transfer{suffix}.md"), "w") as f:
-    f.write(text)
-  runlib.write_json(os.path.join(RESULTS, f"transfer{suffix}.json"), {
-      "values": values, "curves": curves, "minutes": minutes, "seeds": args.seeds,
-      "command": " ".join(sys.argv)})
-  plot(curves, os.path.join(RESULTS, f"transfer{suffix}.png"))
-  print(text)
+  for exp in args.experiments:  # one results file per experiment: later runs add, not replace
+    targets = [s for s in specs if s.get("experiment") == exp]
+    mine = [s for s in specs if s in targets or any(t["source"] == s["name"] for t in targets)]
+    values, curves, minutes = collect(mine, args.output_root)
+    wall = sum(runlib.reused(s["name"], args.output_root)["wall_s"] for s in mine)
+    text = report(args, mine, values, minutes, wall)
+    base = os.path.join(RESULTS, f"transfer_{exp}{suffix}")
+    with open(base + ".md", "w") as f:
+      f.write(text)
+    runlib.write_json(base + ".json", {
+        "values": values, "curves": curves, "minutes": minutes, "seeds": args.seeds,
+        "command": " ".join(sys.argv)})
+    plot(curves, base + ".png")
+    print(text)
 
 
 if __name__ == "__main__":
