@@ -13,7 +13,6 @@ import datetime
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -22,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from onemodel import throughput
+from runlib import git_rev
 
 FLOP_FORMULA = (
     "model FLOPs per training step (same formula for both, onemodel.throughput.step_flops):\n"
@@ -189,14 +189,6 @@ def machine_line():
   return (f"{platform.node()}: {platform.machine()} {cpu}, {os.cpu_count()} cores, {load}; "
           f"Python {platform.python_version()}, TF {tf.__version__}, Keras "
           f"{keras.__version__}")
-
-
-def git_rev(root):
-  try:
-    return subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return "?"
 
 
 def write_results(path, title, root, body_lines):

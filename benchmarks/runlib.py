@@ -126,6 +126,14 @@ def scalars(run_dir, tags, sub="train"):
   return out
 
 
+def git_rev(root):
+  try:
+    return subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return "?"
+
+
 def machine() -> str:
   return f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, no GPU"
 

@@ -6,6 +6,7 @@ manual directory (tests and CI: ../shared/data) or, only when the user passes
 never TFDS's retry loop (about 205 s without a network, measured).
 """
 
+import dataclasses
 import functools
 import logging
 import os
@@ -173,6 +174,31 @@ def get_vocabs(problems, data_dir: str, wait_s: float = 0.0, t2t_file: str = "")
       if p.targets.modality == "text":
         keys[p.name] = f"shared_{kind}"
   return vocabs, keys
+
+
+def with_train_split(problem, split: str, data_dir: str, binding: str):
+  """`problem` training on `split` (a TFDS split spec such as 'train[:10%]', '' = its own),
+  which must lie inside the problem's training split (never its validation or test
+  records); one UserError naming `binding` otherwise, or for an empty subset."""
+  if not split:
+    return problem
+  _check_prepared(problem, data_dir)
+  splits = builder(problem, data_dir).info.splits
+  try:
+    part = splits[split]
+  except (ValueError, KeyError, NotImplementedError) as e:
+    raise UserError(f"gin binding {binding}={split!r}: not a split of problem "
+                    f"{problem.name} ({str(e).splitlines()[0]})") from None
+  whole = [(f.filename, f.skip, f.skip + f.take)
+           for f in splits[problem.splits["train"]].file_instructions]
+  if not all(any(name == f.filename and lo <= f.skip and f.skip + f.take <= hi
+                 for name, lo, hi in whole) for f in part.file_instructions):
+    raise UserError(f"gin binding {binding}={split!r}: not inside problem "
+                    f"{problem.name}'s training split {problem.splits['train']!r}")
+  if not part.num_examples:
+    raise UserError(f"gin binding {binding}={split!r}: no examples of problem "
+                    f"{problem.name} in it")
+  return dataclasses.replace(problem, splits={**problem.splits, "train": split})
 
 
 def train_size(problem, data_dir: str) -> int:

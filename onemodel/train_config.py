@@ -31,6 +31,10 @@ class TrainConfig:
   # Per-problem overrides inside a mixture, e.g. {'fsdd': {'batch_size': 32},
   # 'multi30k_en_de': {'batch_tokens': 2048, 'label_smoothing': 0.1}}.
   per_problem: dict = dataclasses.field(default_factory=dict)
+  # Train on part of the training split: a TFDS split spec such as 'train[:10%]' or
+  # 'train[:240]' (tensorflow.org/datasets/splits); '' = the problem's whole split. The
+  # vocabulary is still the whole split's, so subset runs share it with full runs.
+  train_split: str = ""
   # Gradient accumulation: each optimizer update averages the gradient over this many
   # micro-batches of `batch_size` (the same update as one batch k times larger).
   grad_accum_steps: int = 1
@@ -87,7 +91,7 @@ _BOOLS = ("pack", "noise_scale", "jit_compile", "deterministic", "cache", "repor
 _ROLES = ("eval_role", "final_eval_role")
 INIT_SCOPES = ("all", "backbone", "backbone_and_adapters")
 TRAINABLE = ("all", "adapters", "adapters_and_norms")
-PER_PROBLEM_KEYS = ("batch_size", "batch_tokens", "label_smoothing")
+PER_PROBLEM_KEYS = ("batch_size", "batch_tokens", "label_smoothing", "train_split")
 
 
 def _fail(name: str, value, allowed: str):
@@ -121,6 +125,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
   if cfg.patience and not cfg.select:
     raise UserError("gin binding TrainConfig.patience counts evaluations without a better "
                     "TrainConfig.select: set that too")
+  if not isinstance(cfg.train_split, str):
+    _fail("train_split", cfg.train_split, "a TFDS split such as 'train[:10%]' ('' : all)")
   if not isinstance(cfg.init_from, str):
     _fail("init_from", cfg.init_from, "a run directory or checkpoint path ('' : none)")
   for name, allowed in (("init_scope", INIT_SCOPES), ("trainable", TRAINABLE)):
@@ -143,6 +149,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
             not 0.0 <= value < 1.0:
           _fail(f"per_problem[{problem!r}][{key!r}]", value, "a number in [0, 1)")
+      elif key == "train_split":
+        if not isinstance(value, str):
+          _fail(f"per_problem[{problem!r}][{key!r}]", value, "a TFDS split such as "
+                "'train[:10%]'")
       else:
         low, allowed = _AT_LEAST[key]
         _check_int(f"per_problem[{problem!r}][{key!r}]", value, low, allowed)
@@ -155,17 +165,29 @@ def validate(cfg: TrainConfig) -> TrainConfig:
   token_budgets = [("TrainConfig.batch_tokens", cfg.batch_tokens)] + [
       (f"TrainConfig.per_problem[{name!r}]['batch_tokens']", over["batch_tokens"])
       for name, over in cfg.per_problem.items() if "batch_tokens" in over]
-  for binding, tokens in token_budgets:
+  for name, tokens in token_budgets:
     if cfg.grad_accum_steps > 1 and tokens:
-      raise UserError(f"gin bindings TrainConfig.grad_accum_steps > 1 and {binding} "
+      raise UserError(f"gin bindings TrainConfig.grad_accum_steps > 1 and {name} "
                       "exclude each other (accumulated micro-batches need one shape); "
                       "use batch_size or pack=True")
     if cfg.pack and tokens:
-      raise UserError(f"gin bindings TrainConfig.pack and {binding} exclude each other")
+      raise UserError(f"gin bindings TrainConfig.pack and {name} exclude each other")
   if cfg.noise_scale and cfg.grad_accum_steps < 2:
     raise UserError("gin binding TrainConfig.noise_scale=True needs two batch sizes: "
                     "set TrainConfig.grad_accum_steps >= 2")
   return cfg
+
+
+def setting(c: TrainConfig, problem_name: str, key: str):
+  """TrainConfig's `key` for one problem: its per_problem override, else the default."""
+  return c.per_problem.get(problem_name, {}).get(key, getattr(c, key))
+
+
+def binding(c: TrainConfig, problem_name: str, key: str) -> str:
+  """The gin binding that `setting(c, problem_name, key)` came from, for messages."""
+  if key in c.per_problem.get(problem_name, {}):
+    return f"TrainConfig.per_problem[{problem_name!r}][{key!r}]"
+  return f"TrainConfig.{key}"
 
 
 def check_against_problems(c: TrainConfig, problems, num_replicas: int = 1):
@@ -175,18 +197,16 @@ def check_against_problems(c: TrainConfig, problems, num_replicas: int = 1):
   roles = [("final_eval_role", c.final_eval_role)]
   if c.eval_every_steps:
     roles.append(("eval_role", c.eval_role))
-  for binding, role in roles:
+  for name, role in roles:
     for p in problems:
       if role and role not in p.splits:
-        raise UserError(f"gin binding TrainConfig.{binding}={role!r}: problem {p.name} "
+        raise UserError(f"gin binding TrainConfig.{name}={role!r}: problem {p.name} "
                         f"has no such split (its roles: {', '.join(sorted(p.splits))})")
   for p in problems:
-    batch = c.per_problem.get(p.name, {}).get("batch_size", c.batch_size)
+    batch = setting(c, p.name, "batch_size")
     if batch % num_replicas:
-      binding = (f"per_problem[{p.name!r}]['batch_size']"
-                 if "batch_size" in c.per_problem.get(p.name, {}) else "batch_size")
-      raise UserError(f"gin binding TrainConfig.{binding}={batch}: the global batch must "
-                      f"divide evenly over the {num_replicas} replicas")
+      raise UserError(f"gin binding {binding(c, p.name, 'batch_size')}={batch}: the "
+                      f"global batch must divide evenly over the {num_replicas} replicas")
   for name in c.per_problem:
     if name not in names:
       raise UserError(f"gin binding TrainConfig.per_problem names {name!r}, which is not "

@@ -51,7 +51,8 @@ from onemodel import vocab as vocab_lib
 from onemodel import warm_start
 from onemodel.errors import UserError
 from onemodel.progress import Progress
-from onemodel.train_config import TrainConfig, check_against_problems, validate
+from onemodel.train_config import (TrainConfig, binding, check_against_problems, setting,
+                                   validate)
 
 __all__ = ["Trainer", "TrainConfig", "Progress"]
 
@@ -102,6 +103,11 @@ class Trainer:
     self.vocabs, vocab_keys = data_lib.get_vocabs(
         self.problems, data_dir, 0 if self.is_chief else distribute.WAIT_FOR_CHIEF_S, t2t_vocab)
     self.vocab = self.vocabs[self.problem.name]
+    # A training subset replaces the train split after the vocabularies were read.
+    self.problems = [data_lib.with_train_split(
+        p, setting(self.cfg, p.name, "train_split"), data_dir,
+        binding(self.cfg, p.name, "train_split")) for p in self.problems]
+    self.problem = self.problems[0]
     self.sampler = None
     if self.mixture:
       self.sampler = mixtures.Sampler(
@@ -150,10 +156,6 @@ class Trainer:
                                      read_only=not training)
 
   # -- building ----------------------------------------------------------------------------
-
-  def _setting(self, problem_name: str, key: str):
-    """TrainConfig's `key` for one problem: its per_problem override, else the default."""
-    return self.cfg.per_problem.get(problem_name, {}).get(key, getattr(self.cfg, key))
 
   def _build_model_variables(self):
     """Creates the model's variables from an all-zeros batch of each problem's feature
@@ -206,14 +208,14 @@ class Trainer:
     p = self.problems[index]
     return train_step.build_step_fn(
         self.model, self.optimizer, p.name, grad_accum_steps=self.cfg.grad_accum_steps,
-        label_smoothing=self._setting(p.name, "label_smoothing"), clipnorm=self.clipnorm,
+        label_smoothing=setting(self.cfg, p.name, "label_smoothing"), clipnorm=self.clipnorm,
         use_moe="moe_dropped" in self.stat_keys, measure_noise=self.cfg.noise_scale,
         jit_compile=self.jit_compile)
 
   def dataset(self, ctx: tf.distribute.InputContext, problem, shard=None):
     """One input pipeline's training batches of `problem` (per replica)."""
-    per_replica = ctx.get_per_replica_batch_size(self._setting(problem.name, "batch_size"))
-    batch_tokens = self._setting(problem.name, "batch_tokens")
+    per_replica = ctx.get_per_replica_batch_size(setting(self.cfg, problem.name, "batch_size"))
+    batch_tokens = setting(self.cfg, problem.name, "batch_tokens")
     ds = data_lib.dataset(problem, "train", self.data_dir, per_replica, training=True,
                           vocab=self.vocabs[problem.name], seed=self.cfg.seed,
                           batch_tokens=batch_tokens // ctx.num_replicas_in_sync,
@@ -366,6 +368,10 @@ class Trainer:
       plugins.write_record(self.output_dir)
       warm_start.write_model_record(run, self.model, self.vocabs)  # for warm starts from it
       print(freezing.parameter_line(self.model, cfg.trainable), flush=True)
+      for p in self.problems:
+        if setting(cfg, p.name, "train_split"):
+          print(f"{p.name}: training on {p.splits['train']!r}, "
+                f"{data_lib.train_size(p, self.data_dir):,} examples", flush=True)
     writer, eval_writer = self._writer("train"), self._writer("eval")
     progress = Progress(cfg.train_steps, start, self._peak_gflops(), self.model.cfg,
                         [self.model.target_embedding(p.name).vocab_size

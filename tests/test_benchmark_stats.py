@@ -68,3 +68,76 @@ def test_model_size_is_the_same_for_every_run(monkeypatch):
   args = jvs.parse_args()
   assert args.ablation == "BackboneConfig.ffn_dim=256" and args.model == "base"
   assert not any("models/" in p for s in jvs.plan(args)[2] for p in s["params"])
+
+
+def test_transfer_ledger_decides_what_runs(tmp_path, monkeypatch):
+  """benchmarks/transfer.py across sessions: a target run in its experiment's ledger is
+  not trained again, and a seed's source is trained again only while one of that seed's
+  arms is missing (run directories of an earlier machine need not exist)."""
+  import transfer
+  args = type("Args", (), {"experiments": ["joint_to_sst2", "joint_to_fsdd_10pct"],
+                           "seeds": [0, 1], "smoke": False, "curve_every": 250,
+                           "output_root": str(tmp_path)})()
+  specs = transfer.plan(args)
+  assert [s["name"] for s in specs if s["kind"] == "source"] == ["src_joint_s0",
+                                                                  "src_joint_s1"]
+  done = {f"joint_to_sst2_{arm}_s0": {} for arm in ("scratch", "backbone",
+                                                    "backbone_frozen")}
+  ledgers = {"joint_to_sst2": dict(done), "joint_to_fsdd_10pct": {
+      "joint_to_fsdd_10pct_scratch_s0": {}, "joint_to_fsdd_10pct_backbone_s0": {}}}
+  names = [s["name"] for s in transfer.to_run(specs, ledgers, str(tmp_path))]
+  assert names == ["src_joint_s1", "joint_to_sst2_scratch_s1", "joint_to_sst2_backbone_s1",
+                   "joint_to_sst2_backbone_frozen_s1", "joint_to_fsdd_10pct_scratch_s1",
+                   "joint_to_fsdd_10pct_backbone_s1"]
+  del ledgers["joint_to_fsdd_10pct"]["joint_to_fsdd_10pct_backbone_s0"]
+  names = [s["name"] for s in transfer.to_run(specs, ledgers, str(tmp_path))]
+  assert names[0] == "src_joint_s0" and "joint_to_fsdd_10pct_backbone_s0" in names
+  assert not any(n.endswith("_s0") for n in names[1:] if n != "joint_to_fsdd_10pct_backbone_s0")
+  fsdd = next(s for s in specs if s["name"] == "joint_to_fsdd_10pct_backbone_s0")
+  assert "TrainConfig.train_split = 'train[:10%]'" in fsdd["params"]
+  assert f"TrainConfig.init_from = '{tmp_path}/src_joint_s0'" in fsdd["params"]
+
+
+def test_transfer_ledger_records_a_finished_run(tmp_path, monkeypatch):
+  """A finished target run goes into the ledger with its test value, curve, the bindings
+  and minutes of its run record and the peak its log reports; the table is rebuilt from
+  the ledger alone; a run trained with other bindings is refused, not mixed in."""
+  import json
+  import transfer
+  monkeypatch.setattr(transfer, "RESULTS", str(tmp_path / "results"))
+  monkeypatch.setattr(sys, "argv", ["transfer.py", "--seeds=0,1"])
+  root = tmp_path / "runs"
+  args = type("Args", (), {"experiments": ["joint_to_fsdd_10pct"], "seeds": [0, 1],
+                           "smoke": False, "curve_every": 250, "output_root": str(root)})()
+  specs = transfer.plan(args)
+  ledger = {}
+  for s, (test, curve, minutes) in zip(
+      [s for s in specs if s["kind"] == "target"],
+      [(4.0, 9.0, 3.0), (3.0, 8.0, 2.0), (6.0, 12.0, 3.2), (4.0, 10.0, 2.2)]):
+    run = root / s["name"]
+    run.mkdir(parents=True)
+    for role, step, value in (("eval", 250, curve), ("test", 1500, test)):
+      (run / f"metrics_{role}_step{step}.json").write_text(json.dumps(
+          {"metrics": {"wer": value}, "step": step}))
+    (root / f"{s['name']}.run.json").write_text(json.dumps(
+        {"name": s["name"], "rc": 0, "wall_s": minutes * 60, "params": s["params"]}))
+    (root / f"{s['name']}.log").write_text(
+        "matmul peak of this machine: 100 GFLOP/s (fp32; MFU is measured against it)\n")
+    transfer.record(s, str(root), ledger, "")
+  saved = transfer.load_ledger("joint_to_fsdd_10pct")
+  assert saved == ledger and len(saved) == 4
+  e = saved["joint_to_fsdd_10pct_backbone_s1"]
+  assert (e["test"], e["curve"], e["minutes"], e["peak_gflops"]) == (4.0, {"250": 10.0},
+                                                                     2.2, 100.0)
+  md = (tmp_path / "results" / "transfer_joint_to_fsdd_10pct.md").read_text()
+  # scratch 4, 6; backbone 3, 4: differences -1, -2 -> mean -1.5; minutes x 100/200.
+  assert "| joint_to_fsdd_10pct | backbone | 3.50 ± 0.71 | 2 | -1.50 [" in md
+  assert "| 2.1 (1.1) | 3.00, 4.00 |" in md
+  assert "test wer (lower is better)" in md
+  assert transfer.to_run(specs, {"joint_to_fsdd_10pct": saved}, str(root)) == []
+  changed = dict(saved)
+  changed["joint_to_fsdd_10pct_scratch_s0"] = {
+      **saved["joint_to_fsdd_10pct_scratch_s0"],
+      "params": saved["joint_to_fsdd_10pct_scratch_s0"]["params"][1:]}
+  with pytest.raises(SystemExit, match="scratch_s0: the ledger's run had other bindings"):
+    transfer.to_run(specs, {"joint_to_fsdd_10pct": changed}, str(root))

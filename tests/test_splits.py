@@ -45,3 +45,55 @@ def test_fsdd_validation_is_other_takes_of_the_training_speakers(data_dir, probl
   assert speakers["eval"] == speakers["train"] == speakers["test"]
   audio = {r: {ex["audio"].tobytes() for ex in exs} for r, exs in splits.items()}
   assert not audio["eval"] & audio["train"] and not audio["eval"] & audio["test"]
+
+
+def _row_hashes(batches, key):
+  return [hashlib.sha1(np.ascontiguousarray(row).tobytes()).hexdigest()
+          for b in batches for row in b[key].numpy()]
+
+
+def test_train_split_trains_on_that_subset_only(tmp_path, data_dir, manual_dir, problems):
+  """TrainConfig.train_split (a TFDS split spec): the training pipeline reads only those
+  examples, epoch after epoch; per_problem overrides it for one problem of a mixture."""
+  import gin
+  from onemodel import trainer as trainer_lib
+  gin.parse_config_files_and_bindings(["gin/models/tiny.gin"], [
+      "joint/Mixture.name = 'mnist_fsdd_subset'",
+      "joint/Mixture.problems = ['mnist', 'fsdd']",
+      "TrainConfig.problem = @joint/Mixture()", "TrainConfig.batch_size = 16",
+      "TrainConfig.train_split = 'train[:64]'",
+      "TrainConfig.per_problem = {'fsdd': {'train_split': 'train[:10%]'}}"])
+  t = trainer_lib.Trainer(str(tmp_path), data_dir, manual_dir)
+  assert [p.splits["train"] for p in t.problems] == ["train[:64]", "train[:10%]"]
+  assert [p.splits["eval"] for p in t.problems] == ["validation", "validation"]
+  assert data_lib.train_size(t.problems[1], data_dir) == 240
+  # TFDS writes a split's records in a shuffled order: its first 10% (the small-data
+  # run of benchmarks/transfer.py) holds every speaker and every digit.
+  small = list(data_lib.raw_split(t.problems[1], "train", data_dir).as_numpy_iterator())
+  assert len({ex["speaker"] for ex in small}) == 6
+  assert len({ex["transcript"] for ex in small}) == 10
+  it = iter(t.strategy.distribute_datasets_from_function(
+      lambda ctx: t.dataset(ctx, t.problems[0])))
+  seen = _row_hashes([next(it) for _ in range(12)], "inputs")  # 3 epochs of 64
+  first = _row_hashes(data_lib.dataset(problems["mnist"], "train", data_dir, 64,
+                                       training=False).take(1), "inputs")
+  assert len(seen) == 192 and set(seen) == set(first)
+  assert sorted(seen[:64]) == sorted(first)  # whole epochs: each image once per epoch
+
+
+@pytest.mark.parametrize("param,needle", [
+    ("TrainConfig.train_split='train[:abc]'", "TrainConfig.train_split='train[:abc]'"),
+    ("TrainConfig.train_split='train[:0]'", "no examples of problem mnist"),
+    ("TrainConfig.per_problem={'mnist': {'train_split': 'trian'}}",
+     "TrainConfig.per_problem['mnist']['train_split']='trian': not a split"),
+    ("TrainConfig.train_split='all[:10%]'", "not a split of problem mnist"),
+    # Never the held-out records: mnist's validation split is its first 5,000 images.
+    ("TrainConfig.train_split='train[:10%]+validation'",
+     "not inside problem mnist's training split 'train'"),
+])
+def test_a_bad_train_split_is_one_line(tmp_path, data_dir, manual_dir, param, needle):
+  from conftest import cli, one_line_error, train_args
+  rc, _, se = cli("onemodel-train", *train_args(
+      tmp_path / "run", data_dir, manual_dir,
+      ["TrainConfig.problem='mnist'", "TrainConfig.train_steps=2", param]))
+  one_line_error(rc, se, needle)
