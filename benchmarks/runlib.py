@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -54,7 +55,7 @@ def train(name, gin_files, params, output_root, manual_dir, data_dir):
       [ROOT] + list(filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))))}
   record = {"name": name, "dir": out, "rc": None, "wall_s": before,
             "command": shlex.join(cmd), "gin_files": list(gin_files),
-            "params": list(params)}
+            "params": list(params), "commit": git_rev(ROOT)}
   _write_record(output_root, record)  # before training: a killed attempt still has one
   t0 = time.time()
   with open(log, "a") as f:
@@ -135,7 +136,18 @@ def git_rev(root):
 
 
 def machine() -> str:
-  return f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, no GPU"
+  """Host, CPU model and whether it has AVX-512 (machines here differ 2x in matmul peak)."""
+  cpu, flags = platform.processor() or platform.machine(), ""
+  try:
+    with open("/proc/cpuinfo") as f:
+      info = f.read()
+    names = re.findall(r"^model name\s*:\s*(.+)$", info, re.M)
+    cpu = names[0].strip() if names else cpu
+    flags = "AVX-512" if "avx512f" in info else "no AVX-512"
+  except OSError:
+    pass
+  return (f"{platform.node()} {platform.machine()} {cpu}"
+          f"{f' ({flags})' if flags else ''}, {os.cpu_count()} cores, no GPU")
 
 
 # Two-sided 95% quantiles t_{0.975, df} of Student's t for df = 1..30.

@@ -153,7 +153,7 @@ def entry(spec, root, metric):
               runlib.metrics_by_step(run, "eval").items())},
           "minutes": None if minutes != minutes else minutes, "peak_gflops": peak,
           "machine": runlib.machine(), "date": time.strftime("%Y-%m-%d"),
-          "commit": runlib.git_rev(ROOT),
+          "commit": run_record.get("commit") or runlib.git_rev(ROOT),
           "params": run_record.get("params", spec["params"])}
 
 
