@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from onemodel import throughput
-from runlib import git_rev
+from runlib import cpu_model, git_rev
 
 FLOP_FORMULA = (
     "model FLOPs per training step (same formula for both, onemodel.throughput.step_flops):\n"
@@ -174,14 +174,7 @@ def med(xs):
 
 
 def machine_line():
-  cpu = ""
-  try:
-    for line in open("/proc/cpuinfo"):
-      if line.startswith("model name"):
-        cpu = line.split(":", 1)[1].strip()
-        break
-  except OSError:
-    pass
+  cpu = cpu_model()
   try:
     load = "load average %.2f %.2f %.2f" % os.getloadavg()
   except OSError:

@@ -135,19 +135,20 @@ def git_rev(root):
     return "?"
 
 
-def machine() -> str:
-  """Host, CPU model and whether it has AVX-512 (machines here differ 2x in matmul peak)."""
-  cpu, flags = platform.processor() or platform.machine(), ""
+def cpu_model() -> str:
+  """The CPU's model name and whether it has AVX-512 (machines here differ 2x in peak)."""
   try:
     with open("/proc/cpuinfo") as f:
       info = f.read()
-    names = re.findall(r"^model name\s*:\s*(.+)$", info, re.M)
-    cpu = names[0].strip() if names else cpu
-    flags = "AVX-512" if "avx512f" in info else "no AVX-512"
   except OSError:
-    pass
-  return (f"{platform.node()} {platform.machine()} {cpu}"
-          f"{f' ({flags})' if flags else ''}, {os.cpu_count()} cores, no GPU")
+    return platform.processor() or platform.machine()
+  names = re.findall(r"^model name\s*:\s*(.+)$", info, re.M)
+  name = names[0].strip() if names else platform.machine()
+  return f"{name} ({'AVX-512' if 'avx512f' in info else 'no AVX-512'})"
+
+
+def machine() -> str:
+  return f"{platform.node()} {platform.machine()} {cpu_model()}, {os.cpu_count()} cores, no GPU"
 
 
 # Two-sided 95% quantiles t_{0.975, df} of Student's t for df = 1..30.
