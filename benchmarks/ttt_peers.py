@@ -4,6 +4,8 @@
       --seed=0 --out=/tmp/mnist.json [--t0=UNIX_TIME] [--budget_minutes=15]
   python benchmarks/ttt_peers.py --peer=babygpt --manual_dir=../shared/data \
       --seed=0 --out=/tmp/babygpt.json [--t0=UNIX_TIME] [--budget_minutes=8]
+  python benchmarks/ttt_peers.py --peer=kim_cnn --manual_dir=../shared/data \
+      --seed=0 --out=/tmp/kim_cnn.json [--t0=UNIX_TIME] [--budget_minutes=8]
 
 mnist_convnet: the keras.io example "Simple MNIST convnet" (fchollet,
 https://keras.io/examples/vision/mnist_convnet/) unchanged -- Conv2D(32) -> pool ->
@@ -24,6 +26,21 @@ whole validation text every 250 iterations; training continues at min_lr past 20
 iterations until the budget ends. Target: <= 1.88. There is no test split: "test" is
 the validation loss of the final model.
 
+kim_cnn: Kim's CNN-rand for sentence classification (Yoon Kim, "Convolutional Neural
+Networks for Sentence Classification", EMNLP 2014, arXiv:1408.5882; 82.7% SST-2 test
+accuracy from randomly initialised word vectors, Table 2) in plain Keras, with the
+hyper-parameters of the paper and its code (github.com/yoonkim/CNN_sentence): words of
+the training split (the TSVs are lower-cased and tokenized already) embedded in 300
+dimensions, uniform in [-0.25, 0.25] and trained; convolutions of widths 3, 4 and 5
+with 100 ReLU maps each, max-over-time pooling, dropout 0.5, a softmax layer whose
+weight vectors are rescaled to norm <= 3; Adadelta (rho 0.95, epsilon 1e-6),
+mini-batches of 50, 25 epochs. The data are the framework's sst2 splits: train.tsv
+(67,349 phrases) trains, dev.tsv validates after every epoch, test.tsv is read once at
+the end -- with the weights of the best validation epoch, the paper's early stopping.
+Sentences are batched by length (16, 32 or 64 positions including Kim's 4 zero words
+on each side) so that short phrases do not pay for padding. Target: validation
+accuracy >= 82.0 %, the framework's sst2 target.
+
 Every wall time is seconds since --t0 (default: this script's start, taken before
 tensorflow is imported), so it includes Python and TensorFlow start-up. A curve point's
 wall_s is taken when its training ended, before its evaluation; its eval_s is the
@@ -37,6 +54,8 @@ import time
 T_START = time.time()  # before the heavy imports: start-up counts towards wall time
 
 import argparse
+import collections
+import csv
 import json
 import math
 import os
@@ -50,8 +69,8 @@ from keras import ops
 
 import runlib  # benchmarks/runlib.py: stdlib only, no onemodel import
 
-PEERS = ("mnist_convnet", "babygpt")
-DEFAULT_BUDGET_MINUTES = {"mnist_convnet": 15.0, "babygpt": 8.0}
+PEERS = ("mnist_convnet", "babygpt", "kim_cnn")
+DEFAULT_BUDGET_MINUTES = {"mnist_convnet": 15.0, "babygpt": 8.0, "kim_cnn": 8.0}
 
 
 class TimedEvals(keras.callbacks.Callback):
@@ -321,6 +340,110 @@ def babygpt(args, t0, deadline):
           "validation_targets": int(n_targets)}
 
 
+# --- kim_cnn -------------------------------------------------------------------------
+
+KIM_WIDTHS, KIM_MAPS, KIM_DIM, KIM_BATCH, KIM_EPOCHS = (3, 4, 5), 100, 300, 50, 25
+KIM_PAD = max(KIM_WIDTHS) - 1  # zero words on each side: every word is in every n-gram
+KIM_BUCKETS = (16, 32, 64)     # padded lengths; SST-2's longest sentence has 56 words
+
+
+def sst2_split(manual_dir, name):
+  """MANUAL_DIR/sst2/NAME.tsv -> (list of word lists, int labels). Header row first;
+  its text column is `sentence` (train) or `content` (dev, test)."""
+  path = os.path.join(manual_dir, "sst2", f"{name}.tsv")
+  with open(path, encoding="utf-8", newline="") as f:
+    rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+  return [text.split() for _, text in rows], np.array([int(y) for y, _ in rows])
+
+
+def kim_encode(sentences, vocab, length=None):
+  """Word lists -> ids with KIM_PAD zeros (id 0) before and at least KIM_PAD after; 1 is
+  a word not in the training split. length=None: a ragged list, one array each."""
+  ids = [np.array([0] * KIM_PAD + [vocab.get(w, 1) for w in s] + [0] * KIM_PAD, np.int32)
+         for s in sentences]
+  if length is None:
+    return ids
+  out = np.zeros((len(ids), length), np.int32)
+  for i, x in enumerate(ids):
+    out[i, :len(x)] = x
+  return out
+
+
+class KimCNN(keras.Model):
+  """Word ids [B, L] (0 = padding) -> class probabilities [B, 2]."""
+
+  def __init__(self, vocab_size, **kwargs):
+    super().__init__(**kwargs)
+    self.embed = keras.layers.Embedding(
+        vocab_size, KIM_DIM,
+        embeddings_initializer=keras.initializers.RandomUniform(-0.25, 0.25))
+    self.convs = [keras.layers.Conv1D(KIM_MAPS, w, activation="relu") for w in KIM_WIDTHS]
+    self.dropout = keras.layers.Dropout(0.5)
+    # Kim's constraint: each class's weight vector rescaled to L2 norm 3 when larger.
+    self.out = keras.layers.Dense(2, activation="softmax",
+                                  kernel_constraint=keras.constraints.MaxNorm(3.0, axis=0))
+
+  def call(self, ids, training=False):                           # ids: [B, L]
+    # Padding words are zero vectors, as in Kim's code (its row 0 is kept at zero).
+    keep = ops.expand_dims(ops.cast(ops.not_equal(ids, 0), "float32"), -1)
+    x = self.embed(ids) * keep                                   # [B, L, 300]
+    pooled = [ops.max(conv(x), axis=1) for conv in self.convs]   # 3 x [B, 100]
+    h = self.dropout(ops.concatenate(pooled, axis=-1), training=training)  # [B, 300]
+    return self.out(h)                                           # [B, 2]
+
+
+def kim_cnn(args, t0, deadline):
+  train_x, train_y = sst2_split(args.manual_dir, "train")
+  dev_x, dev_y = sst2_split(args.manual_dir, "dev")
+  test_x, test_y = sst2_split(args.manual_dir, "test")
+  counts = collections.Counter(w for s in train_x for w in s)
+  vocab = {w: i + 2 for i, (w, _) in enumerate(counts.most_common())}
+
+  lengths = np.array([len(s) + 2 * KIM_PAD for s in train_x], np.int32)
+  padded = kim_encode(train_x, vocab, KIM_BUCKETS[-1])  # [N, 64]
+  train = (tf.data.Dataset.from_tensor_slices((padded, lengths, train_y))
+           .shuffle(len(train_y), seed=args.seed, reshuffle_each_iteration=True)
+           .map(lambda x, n, y: (x[:n], y))  # each sentence at its own length
+           .bucket_by_sequence_length(
+               lambda x, y: tf.shape(x)[0],
+               bucket_boundaries=[n + 1 for n in KIM_BUCKETS],  # length < boundary
+               bucket_batch_sizes=[KIM_BATCH] * (len(KIM_BUCKETS) + 1),
+               pad_to_bucket_boundary=True, drop_remainder=True)
+           .prefetch(2))
+
+  def fixed(sentences):  # an evaluation split at one length: one trace, one batch shape
+    return kim_encode(sentences, vocab, max(len(s) for s in sentences) + 2 * KIM_PAD)
+
+  dev_ids, test_ids = fixed(dev_x), fixed(test_x)
+  model = KimCNN(len(vocab) + 2)
+  model.compile(optimizer=keras.optimizers.Adadelta(learning_rate=1.0, rho=0.95,
+                                                    epsilon=1e-6),
+                loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+  best = {"value": -1.0, "weights": None}
+
+  def accuracy_percent(ids, y):
+    got = model.evaluate(ids, y, batch_size=1000, verbose=0, return_dict=True)
+    return round(100.0 * got["accuracy"], 4)
+
+  def dev_accuracy():  # and keep the best epoch's weights (early stopping on dev)
+    value = accuracy_percent(dev_ids, dev_y)
+    if value > best["value"]:
+      best.update(value=value, weights=model.get_weights())
+    return value
+
+  evals = TimedEvals("kim_cnn", t0, deadline, dev_accuracy, lambda batch: KIM_BATCH)
+  model.fit(train, epochs=KIM_EPOCHS, verbose=0, callbacks=[evals])
+  model.set_weights(best["weights"])
+  test = accuracy_percent(test_ids, test_y)
+  print(f"kim_cnn test accuracy {test:.2f} (weights of the best validation epoch, "
+        f"{best['value']:.2f})", flush=True)
+  return {"metric": "accuracy", "target": 82.0, "higher_is_better": True,
+          "curve": evals.points, "test": test, "params": trainable_params(model),
+          "examples_unit": "sentences", "vocab_size": len(vocab) + 2,
+          "test_weights": "best validation epoch"}
+
+
 # --- driver --------------------------------------------------------------------------
 
 def trainable_params(model):
@@ -332,19 +455,20 @@ def main():
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--peer", required=True, choices=PEERS)
   ap.add_argument("--manual_dir", required=True,
-                  help="raw data: mnist/mnist.npz, tinyshakespeare/input.txt")
+                  help="raw data: mnist/mnist.npz, tinyshakespeare/input.txt, sst2/*.tsv")
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--out", required=True, help="result JSON")
   ap.add_argument("--t0", type=float, default=T_START,
                   help="unix time the caller spawned this process (default: its start)")
   ap.add_argument("--budget_minutes", type=float, default=None,
-                  help="wall budget since t0 (default: mnist_convnet 15, babygpt 8)")
+                  help="wall budget since t0 (default: mnist_convnet 15, babygpt and "
+                       "kim_cnn 8)")
   args = ap.parse_args()
   budget = (DEFAULT_BUDGET_MINUTES[args.peer] if args.budget_minutes is None
             else args.budget_minutes)
 
   keras.utils.set_random_seed(args.seed)
-  run = {"mnist_convnet": mnist_convnet, "babygpt": babygpt}[args.peer]
+  run = {"mnist_convnet": mnist_convnet, "babygpt": babygpt, "kim_cnn": kim_cnn}[args.peer]
   result = run(args, args.t0, args.t0 + 60.0 * budget)
 
   better = max if result["higher_is_better"] else min
