@@ -97,3 +97,37 @@ def test_a_bad_train_split_is_one_line(tmp_path, data_dir, manual_dir, param, ne
       tmp_path / "run", data_dir, manual_dir,
       ["TrainConfig.problem='mnist'", "TrainConfig.train_steps=2", param]))
   one_line_error(rc, se, needle)
+
+
+SST_SMALL = '''
+from onemodel import problem, sources
+problem.register(sources.problem(
+    "sst_small", sources.Delimited({"train": "train.tsv", "validation": "dev.tsv"},
+                                   {"inputs": ("sentence", "content"), "targets": "label"}),
+    inputs=problem.FeatureSpec("text", length=32, vocab=problem.VocabSpec(size=300)),
+    targets=problem.FeatureSpec("label", length=2, class_names=("neg", "pos"))))
+'''
+
+
+def test_a_subset_run_learns_the_whole_splits_vocabulary(tmp_path, manual_dir):
+  """The vocabulary is learned before train_split narrows the training split, so a
+  subset run and a full run share one vocabulary (and can warm-start each other)."""
+  from conftest import cli, tiny_gin
+  plug, raw = tmp_path / "plug", tmp_path / "raw" / "sst_small"
+  plug.mkdir()
+  raw.mkdir(parents=True)
+  (plug / "sst_small.py").write_text(SST_SMALL)
+  for name, rows in (("train.tsv", 401), ("dev.tsv", 41)):  # header + rows
+    with open(os.path.join(manual_dir, "sst2", name), encoding="utf-8") as f:
+      raw.joinpath(name).write_text("".join(f.readlines()[:rows]), encoding="utf-8")
+  flags = [f"--usr_dir={plug}", f"--manual_dir={raw.parent}"]
+  rc, _, se = cli("onemodel-prepare", "--problem=sst_small", *flags,
+                  f"--data_dir={tmp_path / 'full'}")
+  assert rc == 0, se[-3000:]
+  rc, so, se = cli("onemodel-train", *tiny_gin("sst_small", 2, [
+      "TrainConfig.train_split='train[:40]'", "TrainConfig.final_eval_role=''"]), *flags,
+                   f"--data_dir={tmp_path / 'subset'}", f"--output_dir={tmp_path / 'run'}")
+  assert rc == 0, se[-3000:]
+  assert "training on 'train[:40]', 40 examples" in so + se
+  spm = lambda d: (tmp_path / d / "vocab" / "sst_small" / "spm300.model").read_bytes()
+  assert spm("subset") == spm("full")

@@ -156,19 +156,22 @@ class TokenEmbedding(keras.layers.Layer):
 
 
 class TokenInput(keras.layers.Layer):
-  """Input side of a token modality: shared embedding + sinusoidal positions."""
+  """Input side of a token modality: shared embedding + sinusoidal positions (or, with
+  positions=False, none: the encoder then sees the tokens as a set)."""
 
-  def __init__(self, embedding: TokenEmbedding, **kwargs):
+  def __init__(self, embedding: TokenEmbedding, positions: bool = True, **kwargs):
     super().__init__(**kwargs)
     self.embedding = embedding
+    self.positions = positions
 
   def call(self, feats, training=False):
     """feats: {'': ids [B, L]} and, for packed rows, 'positions' [B, L] (each example's
     own 0, 1, ..; see batching.pack_examples) -> (x [B, L, D], mask [B, L])."""
     ids = feats[""]
     x = self.embedding(ids)
-    x += position_embedding(tf.shape(ids)[1], self.embedding.model_dim,
-                            feats.get("positions"), x.dtype)
+    if self.positions:
+      x += position_embedding(tf.shape(ids)[1], self.embedding.model_dim,
+                              feats.get("positions"), x.dtype)
     return x, tf.cast(ids != vocab_lib.PAD_ID, x.dtype)
 
   def output_length(self, feats):
