@@ -123,6 +123,59 @@ def test_token_dropout_replaces_input_tokens_with_unk_in_training_only():
     adapters.text.TextConfig(token_dropout=1.0)
 
 
+def _text_input(d=16, **text_cfg):
+  """A text input layer with its own embedding (a text -> label problem's)."""
+  cfg = adapters.ModalityConfigs(text=adapters.text.TextConfig(**text_cfg))
+  return adapters.get_modality("text").input_layer(
+      problem_lib.FeatureSpec("text", length=12), 50, d, modality_cfg=cfg)
+
+
+def test_ngram_input_reads_only_nearby_real_tokens():
+  """TextConfig.ngram_widths: [B, L, D] out; a token changes only the outputs within
+  the widest convolution's reach; padding is read as nothing (one sentence gives the
+  same outputs padded to 8 or to 12), without input positions as with them."""
+  for positions in (True, False):
+    layer = _text_input(ngram_widths=(3, 5), input_positions=positions)
+    assert type(layer).__name__ == "NgramTokenInput"
+    ids = np.array([[5, 6, 7, 8, 9, 10, 11, 2, 0, 0, 0, 0]], np.int32)  # 7 words, EOS
+    x, mask = layer({"": tf.constant(ids)})
+    assert x.shape == (1, 12, 16) and mask.numpy().tolist() == [[1] * 8 + [0] * 4]
+    short, _ = layer({"": tf.constant(ids[:, :8])})
+    np.testing.assert_allclose(short.numpy(), x.numpy()[:, :8], rtol=1e-5, atol=1e-5)
+    other = ids.copy()
+    other[0, 0] = 20
+    y, _ = layer({"": tf.constant(other)})
+    changed = np.flatnonzero(np.abs(y.numpy() - x.numpy()).max(-1)[0] > 1e-6)
+    assert changed.tolist() == [0, 1, 2]  # width 5 reaches 2 tokens each side
+
+
+def test_input_positions_off_makes_the_text_input_a_set():
+  """TextConfig.input_positions=False: each token's vector is its embedding alone, so
+  the same token at two places gets one vector; with positions it gets two."""
+  ids = tf.constant([[7, 7, 9, 2]], np.int32)
+  layer = _text_input(input_positions=False)
+  assert layer.positions is False and _text_input().positions is True
+  off, _ = layer({"": ids})
+  layer.positions = True  # the same weights, with positions
+  on, _ = layer({"": ids})
+  np.testing.assert_array_equal(off.numpy()[0, 0], off.numpy()[0, 1])
+  assert np.abs(on.numpy()[0, 0] - on.numpy()[0, 1]).max() > 0.1
+  np.testing.assert_allclose(on.numpy() - off.numpy(),
+                             adapters.base.position_embedding(4, 16).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("widths", [(0,), (3, 10), "3", (True,)])
+def test_bad_ngram_widths_are_one_error(widths):
+  with pytest.raises(UserError, match="TextConfig.ngram_widths=.*widths in \\[1, 9\\]"):
+    adapters.text.TextConfig(ngram_widths=widths)
+
+
+def test_ngram_input_refuses_packed_rows():
+  layer = _text_input(ngram_widths=(3,))
+  with pytest.raises(UserError, match="not with TrainConfig.pack=True"):
+    layer({"": tf.constant([[5, 6, 2, 7, 2]]), "positions": tf.constant([[0, 1, 2, 0, 1]])})
+
+
 def test_label_roundtrip():
   spec = problem_lib.FeatureSpec("label", length=2, class_names=("a", "b", "c"))
   mod = adapters.get_modality("label")

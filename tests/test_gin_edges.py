@@ -41,7 +41,8 @@ UNREADABLE = [f"ImageConfig.{k} = @gin_edges_unreadable()"
              [f"SpeechConfig.{k} = @gin_edges_unreadable()"
               for k in ("num_mels", "hop_ms", "conv_channels", "freq_mask", "time_mask")] + \
              [f"DecodeConfig.{k} = @gin_edges_unreadable()" for k in ("method", "beam_size")] + \
-             ["TextConfig.token_dropout = @gin_edges_unreadable()"]
+             [f"TextConfig.{k} = @gin_edges_unreadable()"
+              for k in ("token_dropout", "ngram_widths", "input_positions")]
 LABEL = problem_lib.FeatureSpec("label", length=2, class_names=("a", "b"))
 IMAGE = problem_lib.FeatureSpec("image", shape=(28, 28, 1))
 SPEECH = problem_lib.FeatureSpec("speech", length=4000, sample_rate=8000)
