@@ -25,15 +25,19 @@ each target run. Reports each arm's mean ± sd over seeds, the paired 95% interv
 (arm - scratch), the minutes (and normalized to a 200 GFLOP/s fp32 matmul peak, the one
 each run's log reports), and the validation curves. Every finished target run goes into
 benchmarks/results/transfer_EXPERIMENT.json (a ledger: its test value, curve, minutes,
-machine), and .md/.png are rewritten from it; re-running the command, in this session or
+machine, commit and a digest of the recipe file; a ledger run whose bindings or recipe
+differ from this checkout's stops the script rather than be mixed into one table), and
+.md/.png are rewritten from it; re-running the command, in this session or
 a later one on another machine, skips the runs in the ledger, trains a seed's source again
 only if that seed still has runs to do, and resumes unfinished runs in --output_root (it
 prints the runs and an estimate first). With --smoke: transfer_EXPERIMENT_smoke.*."""
 
 import argparse
+import hashlib
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 
@@ -154,7 +158,26 @@ def entry(spec, root, metric):
           "minutes": None if minutes != minutes else minutes, "peak_gflops": peak,
           "machine": runlib.machine(), "date": time.strftime("%Y-%m-%d"),
           "commit": run_record.get("commit") or runlib.git_rev(ROOT),
+          "recipe": recipe_digest(spec["files"]),
           "params": run_record.get("params", spec["params"])}
+
+
+def recipe_digest(files, commit=None):
+  """A digest of the target recipe's gin files as they are now, or as they were at
+  `commit` (None where git cannot show them there, e.g. in a shallow clone)."""
+  digest = hashlib.sha256()
+  for path in files:
+    if commit is None:
+      with open(path, "rb") as f:
+        digest.update(f.read())
+      continue
+    rel = os.path.relpath(os.path.abspath(path), ROOT)
+    shown = subprocess.run(["git", "-C", ROOT, "show", f"{commit}:{rel}"],
+                           capture_output=True)
+    if shown.returncode:
+      return None
+    digest.update(shown.stdout)
+  return digest.hexdigest()[:16]
 
 
 def same_bindings(a, b):
@@ -172,6 +195,14 @@ def to_run(specs, ledgers, root):
     if done and not same_bindings(done["params"], s["params"]):
       sys.exit(f"{s['name']}: the ledger's run had other bindings ({'; '.join(done['params'])})"
                "; name a new experiment or remove that run from the ledger")
+    # The recipe file itself may have changed since (entries written before the ledger
+    # kept its digest: the file at the entry's commit).
+    if done and (done.get("recipe") or recipe_digest(s["files"], done.get("commit"))) != \
+        recipe_digest(s["files"]):
+      files = ", ".join(os.path.relpath(f, ROOT) for f in s["files"])
+      sys.exit(f"{s['name']}: the ledger's run trained another {files} "
+               f"(commit {done.get('commit')}) than this checkout's; name a new experiment "
+               "or remove that run from the ledger")
   pending = {s["name"] for s in specs
              if s["kind"] == "target" and s["name"] not in ledgers[s["experiment"]]}
   sources = {s["source"] for s in specs if s["name"] in pending}

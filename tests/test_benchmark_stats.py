@@ -141,3 +141,17 @@ def test_transfer_ledger_records_a_finished_run(tmp_path, monkeypatch):
       "params": saved["joint_to_fsdd_10pct_scratch_s0"]["params"][1:]}
   with pytest.raises(SystemExit, match="scratch_s0: the ledger's run had other bindings"):
     transfer.to_run(specs, {"joint_to_fsdd_10pct": changed}, str(root))
+  # The recipe file changed since the run (its digest, or for older entries the file at
+  # their commit): refused too.
+  changed["joint_to_fsdd_10pct_scratch_s0"] = {
+      **saved["joint_to_fsdd_10pct_scratch_s0"], "recipe": "0" * 16}
+  with pytest.raises(SystemExit, match="scratch_s0: the ledger's run trained another .*"
+                                       "fsdd.gin"):
+    transfer.to_run(specs, {"joint_to_fsdd_10pct": changed}, str(root))
+  legacy = {k: {kk: vv for kk, vv in e.items() if kk != "recipe"} for k, e in saved.items()}
+  for e in legacy.values():
+    e["commit"] = "HEAD"  # fsdd.gin as committed: this checkout's, unless edited
+  assert transfer.to_run(specs, {"joint_to_fsdd_10pct": legacy}, str(root)) == []
+  legacy["joint_to_fsdd_10pct_scratch_s0"]["commit"] = "no-such-commit"
+  with pytest.raises(SystemExit, match="scratch_s0: the ledger's run trained another"):
+    transfer.to_run(specs, {"joint_to_fsdd_10pct": legacy}, str(root))

@@ -234,3 +234,13 @@ def test_dataset_pack_refuses_what_it_cannot_pack():
   with pytest.raises(ValueError, match="text-token features only"):
     data.dataset(_problem(inputs_modality="image"), "train", "", 4, training=True,
                  pack=True)
+
+
+def test_packing_with_ngram_convolutions_is_one_line(tmp_path, data_dir, manual_dir):
+  """A convolution over a packed row would read across its examples: refused before
+  training, one line naming both bindings."""
+  from conftest import cli, one_line_error, train_args
+  rc, _, se = cli("onemodel-train", *train_args(tmp_path / "run", data_dir, manual_dir, [
+      "TrainConfig.problem='multi30k_en_de'", "TrainConfig.train_steps=2",
+      "TrainConfig.batch_size=8", "TrainConfig.pack=True", "TextConfig.ngram_widths=(3,)"]))
+  one_line_error(rc, se, "TextConfig.ngram_widths=(3,)", "TrainConfig.pack=True")
