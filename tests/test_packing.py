@@ -243,4 +243,6 @@ def test_packing_with_ngram_convolutions_is_one_line(tmp_path, data_dir, manual_
   rc, _, se = cli("onemodel-train", *train_args(tmp_path / "run", data_dir, manual_dir, [
       "TrainConfig.problem='multi30k_en_de'", "TrainConfig.train_steps=2",
       "TrainConfig.batch_size=8", "TrainConfig.pack=True", "TextConfig.ngram_widths=(3,)"]))
-  one_line_error(rc, se, "TextConfig.ngram_widths=(3,)", "TrainConfig.pack=True")
+  line = one_line_error(rc, se, "TextConfig.ngram_widths=(3,)", "TrainConfig.pack=True")
+  assert "in user code" not in line  # not from inside the traced step
+  assert not (tmp_path / "run").exists()  # refused before the run directory is written

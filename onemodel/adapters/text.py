@@ -50,6 +50,14 @@ class TextConfig:
     object.__setattr__(self, "ngram_widths", tuple(widths))  # frozen: hashable
 
 
+def check_packing(cfg: TextConfig, pack: bool) -> None:
+  """N-gram convolutions and packed rows exclude each other (UserError if both)."""
+  if pack and cfg.ngram_widths:
+    raise UserError(f"gin binding TextConfig.ngram_widths={cfg.ngram_widths!r}: not with "
+                    "TrainConfig.pack=True (a convolution would read across the examples "
+                    "of a packed row)")
+
+
 def own_config(modality_cfg) -> TextConfig:
   """The text part of an `adapters.ModalityConfigs` (None: the defaults)."""
   return modality_cfg.text if modality_cfg is not None else TextConfig()
@@ -115,15 +123,14 @@ class NgramTokenInput(base.TokenInput):
   def __init__(self, embedding, widths, positions=True, **kwargs):
     super().__init__(embedding, positions=positions, **kwargs)
     d = embedding.model_dim
+    self.widths = tuple(widths)
     self.convs = [keras.layers.Conv1D(d, w, padding="same", activation="relu",
                                       name=f"ngram{w}") for w in widths]
     self.proj = keras.layers.Dense(d, name="ngram_proj")
 
   def call(self, feats, training=False):
     x, mask = super().call(feats, training=training)  # [B, L, D], [B, L]
-    if "positions" in feats:
-      # A packed row holds several examples: a convolution would read across them.
-      raise UserError("gin binding TextConfig.ngram_widths: not with TrainConfig.pack=True "
-                      "(a convolution would read across the examples of a packed row)")
+    if "positions" in feats:  # only packed rows have them (the trainer refuses those)
+      check_packing(TextConfig(ngram_widths=self.widths), pack=True)
     grams = [conv(x * mask[..., None]) for conv in self.convs]  # each [B, L, D]
     return x + self.proj(tf.concat(grams, axis=-1)), mask       # [B, L, D]
