@@ -162,6 +162,16 @@ def entry(spec, root, metric):
           "params": run_record.get("params", spec["params"])}
 
 
+def ledger_recipe(done, files):
+  """The digest of the recipe a ledger run trained: kept in entries since 2026-12-07;
+  for older ones, the file at the entry's commit; None if neither is known (entries
+  without a commit, a shallow clone)."""
+  if done.get("recipe"):
+    return done["recipe"]
+  commit = done.get("commit")
+  return recipe_digest(files, commit) if commit and commit != "?" else None
+
+
 def recipe_digest(files, commit=None):
   """A digest of the target recipe's gin files as they are now, or as they were at
   `commit` (None where git cannot show them there, e.g. in a shallow clone)."""
@@ -195,14 +205,14 @@ def to_run(specs, ledgers, root):
     if done and not same_bindings(done["params"], s["params"]):
       sys.exit(f"{s['name']}: the ledger's run had other bindings ({'; '.join(done['params'])})"
                "; name a new experiment or remove that run from the ledger")
-    # The recipe file itself may have changed since (entries written before the ledger
-    # kept its digest: the file at the entry's commit).
-    if done and (done.get("recipe") or recipe_digest(s["files"], done.get("commit"))) != \
-        recipe_digest(s["files"]):
+    # The recipe file itself may have changed since.
+    ran = ledger_recipe(done, s["files"]) if done else None
+    if done and ran != recipe_digest(s["files"]):
       files = ", ".join(os.path.relpath(f, ROOT) for f in s["files"])
-      sys.exit(f"{s['name']}: the ledger's run trained another {files} "
-               f"(commit {done.get('commit')}) than this checkout's; name a new experiment "
-               "or remove that run from the ledger")
+      which = "another" if ran else "an unknown version of"
+      sys.exit(f"{s['name']}: the ledger's run trained {which} {files} (commit "
+               f"{done.get('commit')}) than this checkout's; name a new experiment or "
+               "remove that run from the ledger")
   pending = {s["name"] for s in specs
              if s["kind"] == "target" and s["name"] not in ledgers[s["experiment"]]}
   sources = {s["source"] for s in specs if s["name"] in pending}

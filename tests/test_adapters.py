@@ -164,9 +164,10 @@ def test_input_positions_off_makes_the_text_input_a_set():
                              adapters.base.position_embedding(4, 16).numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("widths", [(0,), (3, 10), "3", (True,)])
+@pytest.mark.parametrize("widths", [(0,), (3, 10), "3", (True,), (3, 3)])
 def test_bad_ngram_widths_are_one_error(widths):
-  with pytest.raises(UserError, match="TextConfig.ngram_widths=.*widths in \\[1, 9\\]"):
+  with pytest.raises(UserError, match="TextConfig.ngram_widths=.*distinct widths in "
+                                      "\\[1, 9\\]"):
     adapters.text.TextConfig(ngram_widths=widths)
 
 

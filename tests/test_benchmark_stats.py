@@ -152,6 +152,8 @@ def test_transfer_ledger_records_a_finished_run(tmp_path, monkeypatch):
   for e in legacy.values():
     e["commit"] = "HEAD"  # fsdd.gin as committed: this checkout's, unless edited
   assert transfer.to_run(specs, {"joint_to_fsdd_10pct": legacy}, str(root)) == []
-  legacy["joint_to_fsdd_10pct_scratch_s0"]["commit"] = "no-such-commit"
-  with pytest.raises(SystemExit, match="scratch_s0: the ledger's run trained another"):
-    transfer.to_run(specs, {"joint_to_fsdd_10pct": legacy}, str(root))
+  for commit in ("no-such-commit", None):  # not in this clone; an entry without one
+    legacy["joint_to_fsdd_10pct_scratch_s0"]["commit"] = commit
+    with pytest.raises(SystemExit, match="scratch_s0: the ledger's run trained an unknown "
+                                         "version of gin/experiments/fsdd.gin"):
+      transfer.to_run(specs, {"joint_to_fsdd_10pct": legacy}, str(root))

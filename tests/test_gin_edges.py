@@ -74,6 +74,12 @@ def test_adapters_read_no_gin():
   coarse = problem_lib.FeatureSpec("speech", length=4000, sample_rate=8000,
                                    front_end={"num_mels": 40})
   assert speech.settings(coarse) == speech.SpeechConfig(num_mels=40)
+  text = adapters.get_modality("text").input_layer(
+      problem_lib.FeatureSpec("text", length=8), 20, 16)  # a text -> label input
+  assert type(text).__name__ == "TokenInput" and text.positions is True
+  ids = {"": tf.constant([[5, 6, 2, 0]])}
+  np.testing.assert_array_equal(  # token_dropout defaults to 0
+      adapters.get_modality("text").augment(ids, None, seed)[""], ids[""])
   assert decoding.DecodeConfig().method == "greedy"  # the library's decoding defaults
 
 

@@ -44,9 +44,10 @@ class TextConfig:
                       "allowed range is [0, 1)")
     widths = self.ngram_widths
     if not isinstance(widths, (tuple, list)) or not all(
-        isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 9 for w in widths):
+        isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 9 for w in widths) \
+        or len(set(widths)) != len(widths):
       raise UserError(f"gin binding TextConfig.ngram_widths={widths!r}: must be a tuple "
-                      "of widths in [1, 9]")
+                      "of distinct widths in [1, 9]")
     object.__setattr__(self, "ngram_widths", tuple(widths))  # frozen: hashable
 
 
