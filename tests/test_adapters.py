@@ -149,6 +149,50 @@ def test_ngram_input_reads_only_nearby_real_tokens():
     assert changed.tolist() == [0, 1, 2]  # width 5 reaches 2 tokens each side
 
 
+def test_ngram_pool_is_one_summary_position_in_front():
+  """TextConfig.ngram_pool: [B, 1+L, D] out, the first position unmasked and the same
+  for one sentence padded to 8 or to 12 (padding is not in the max); the token
+  positions are the layer's without pooling; output_length counts the extra one."""
+  layer = _text_input(ngram_widths=(3, 5), ngram_pool=True)
+  ids = np.array([[5, 6, 7, 8, 9, 10, 11, 2, 0, 0, 0, 0]], np.int32)
+  x, mask = layer({"": tf.constant(ids)})
+  assert x.shape == (1, 13, 16) and mask.numpy().tolist() == [[1] * 9 + [0] * 4]
+  assert int(layer.output_length({"": tf.constant(ids)})) == 13
+  short, _ = layer({"": tf.constant(ids[:, :8])})
+  np.testing.assert_allclose(short.numpy(), x.numpy()[:, :9], rtol=1e-5, atol=1e-5)
+  pool, layer.pool = layer.pool, None  # the same weights, without the summary
+  tokens, _ = layer({"": tf.constant(ids)})
+  layer.pool = pool
+  np.testing.assert_allclose(tokens.numpy(), x.numpy()[:, 1:], rtol=1e-5, atol=1e-5)
+  other = ids.copy()
+  other[0, 6] = 20  # a word at the far end moves the summary too
+  y, _ = layer({"": tf.constant(other)})
+  assert np.abs(y.numpy()[0, 0] - x.numpy()[0, 0]).max() > 1e-6
+  # Maps that are 0 on every word and 1 on padding far from words: still padding-blind.
+  layer.embedding.embeddings.assign(tf.ones_like(layer.embedding.embeddings))
+  for conv in layer.convs:
+    conv.kernel.assign(-tf.ones_like(conv.kernel))
+    conv.bias.assign(tf.ones_like(conv.bias))
+  x, _ = layer({"": tf.constant(ids)})
+  short, _ = layer({"": tf.constant(ids[:, :8])})
+  np.testing.assert_allclose(short.numpy()[:, 0], x.numpy()[:, 0], rtol=1e-5, atol=1e-5)
+
+
+def test_ngram_dropout_only_in_training():
+  """TextConfig.ngram_dropout: training outputs differ from inference outputs, which
+  equal the same weights' outputs without dropout."""
+  layer = _text_input(ngram_widths=(3,), ngram_dropout=0.5)
+  ids = tf.constant([[5, 6, 7, 8, 9, 2, 0, 0]], np.int32)
+  infer, _ = layer({"": ids})
+  train, _ = layer({"": ids}, training=True)
+  assert np.abs(train.numpy() - infer.numpy()).max() > 1e-3
+  layer.dropout = None
+  plain, _ = layer({"": ids}, training=True)
+  np.testing.assert_allclose(plain.numpy(), infer.numpy(), rtol=1e-6, atol=1e-6)
+  with pytest.raises(UserError, match="TextConfig.ngram_dropout=1.0"):
+    adapters.text.TextConfig(ngram_dropout=1.0)
+
+
 def test_input_positions_off_makes_the_text_input_a_set():
   """TextConfig.input_positions=False: each token's vector is its embedding alone, so
   the same token at two places gets one vector; with positions it gets two."""

@@ -36,11 +36,21 @@ class TextConfig:
   # training phrases average 9.4 words and its dev and test sentences 19-20
   # (gin/experiments/sst2.gin has the measurements).
   input_positions: bool = True
+  # With ngram_widths: dropout on the n-gram maps at training time (Kim 2014 drops 0.5 of
+  # its pooled n-gram features).
+  ngram_dropout: float = 0.0
+  # With ngram_widths: the max over time of each n-gram map (Kim 2014's read-out), one
+  # extra encoder position in front of the tokens, so that the decoder can read a summary
+  # whose scale does not depend on the sentence's length.
+  ngram_pool: bool = False
 
   def __post_init__(self):
     check_field_types(self, "TextConfig")
     if not 0.0 <= self.token_dropout < 1.0:
       raise UserError(f"gin binding TextConfig.token_dropout={self.token_dropout!r}: "
+                      "allowed range is [0, 1)")
+    if not 0.0 <= self.ngram_dropout < 1.0:
+      raise UserError(f"gin binding TextConfig.ngram_dropout={self.ngram_dropout!r}: "
                       "allowed range is [0, 1)")
     widths = self.ngram_widths
     if not isinstance(widths, (tuple, list)) or not all(
@@ -96,7 +106,7 @@ class Text(base.Modality):
     cfg = own_config(modality_cfg)
     if cfg.ngram_widths:
       return NgramTokenInput(embedding, cfg.ngram_widths, positions=cfg.input_positions,
-                             name=name)
+                             dropout=cfg.ngram_dropout, pool=cfg.ngram_pool, name=name)
     return base.TokenInput(embedding, positions=cfg.input_positions, name=name)
 
   def postprocess(self, ids, spec, vocab):
@@ -121,17 +131,31 @@ class NgramTokenInput(base.TokenInput):
   """Token input followed by n-gram convolutions (`TextConfig.ngram_widths`): the
   embedded tokens plus ReLU(conv_w) for each width w, projected to model_dim."""
 
-  def __init__(self, embedding, widths, positions=True, **kwargs):
+  def __init__(self, embedding, widths, positions=True, dropout=0.0, pool=False,
+               **kwargs):
     super().__init__(embedding, positions=positions, **kwargs)
     d = embedding.model_dim
     self.widths = tuple(widths)
     self.convs = [keras.layers.Conv1D(d, w, padding="same", activation="relu",
                                       name=f"ngram{w}") for w in widths]
     self.proj = keras.layers.Dense(d, name="ngram_proj")
+    self.dropout = keras.layers.Dropout(dropout) if dropout else None
+    self.pool = keras.layers.Dense(d, name="ngram_pool") if pool else None
 
   def call(self, feats, training=False):
     x, mask = super().call(feats, training=training)  # [B, L, D], [B, L]
     if "positions" in feats:  # only packed rows have them (the trainer refuses those)
       check_packing(TextConfig(ngram_widths=self.widths), pack=True)
-    grams = [conv(x * mask[..., None]) for conv in self.convs]  # each [B, L, D]
-    return x + self.proj(tf.concat(grams, axis=-1)), mask       # [B, L, D]
+    grams = tf.concat([conv(x * mask[..., None]) for conv in self.convs], -1)  # [B, L, WD]
+    if self.dropout is not None:
+      grams = self.dropout(grams, training=training)
+    x = x + self.proj(grams)                                                   # [B, L, D]
+    if self.pool is None:
+      return x, mask
+    # ReLU maps are >= 0: zeroing padded positions leaves the max over real ones.
+    pooled = tf.reduce_max(grams * mask[..., None], axis=1, keepdims=True)     # [B, 1, WD]
+    x = tf.concat([self.pool(pooled), x], axis=1)                              # [B, 1+L, D]
+    return x, tf.concat([tf.ones_like(mask[:, :1]), mask], axis=1)             # [B, 1+L]
+
+  def output_length(self, feats):
+    return super().output_length(feats) + (1 if self.pool is not None else 0)
