@@ -94,10 +94,16 @@ def reused(name, output_root):
 
 
 def final_metrics(run_dir, problem=None, role="test"):
-  """The newest metrics JSON of a run (of `problem`, for a joint run) -> its metrics."""
-  pattern = f"metrics_{role}_{problem}_step*.json" if problem else f"metrics_{role}_step*.json"
-  files = sorted(glob.glob(os.path.join(run_dir, pattern)), key=os.path.getmtime)
-  return json.load(open(files[-1]))["metrics"] if files else None
+  """The newest `role` evaluation of a run (of `problem`, for a joint run) -> its
+  metrics. Tagged ones count: with TrainConfig.select the final evaluation reads the
+  best checkpoint and writes metrics_ROLE_best[_PROBLEM]_stepN.json."""
+  records = []
+  for path in glob.glob(os.path.join(run_dir, f"metrics_{role}_*step*.json")):
+    with open(path) as f:
+      record = json.load(f)
+    if record.get("split") == role and (problem is None or record.get("problem") == problem):
+      records.append(record)
+  return max(records, key=lambda r: r["time"])["metrics"] if records else None
 
 
 def metrics_by_step(run_dir, role, problem=None, mixture=False):

@@ -2,6 +2,7 @@
 seeds and the joint-minus-single difference with a 95% t-interval paired by seed. Imports
 only benchmarks/runlib.py (no TensorFlow)."""
 
+import json
 import math
 import os
 import sys
@@ -20,6 +21,26 @@ def test_paired_interval_hand_checked():
   assert low == pytest.approx(5 / 3 - 4.3027 / 3)
   assert high == pytest.approx(5 / 3 + 4.3027 / 3)
   assert (low, high) == pytest.approx((0.23244, 3.10090), abs=1e-4)
+
+
+def test_final_metrics_reads_the_newest_test_evaluation_tagged_or_not(tmp_path):
+  """A run with TrainConfig.select writes its final test pass as
+  metrics_test_best_stepN.json (the best step, below the last): that one is the run's
+  test figure; in a joint run, the asked problem's."""
+  def write(name, problem, step, when, acc, split="test", mixture=None):
+    with open(tmp_path / name, "w") as f:
+      json.dump({"problem": problem, "mixture": mixture, "split": split, "step": step,
+                 "tag": "", "time": when, "metrics": {"accuracy": acc}}, f)
+  write("metrics_test_step2500.json", "sst2", 2500, 100.0, 80.0)
+  write("metrics_eval_step2500.json", "sst2", 2500, 300.0, 70.0, split="eval")
+  assert runlib.final_metrics(str(tmp_path)) == {"accuracy": 80.0}
+  write("metrics_test_best_step1750.json", "sst2", 1750, 200.0, 82.0)
+  assert runlib.final_metrics(str(tmp_path)) == {"accuracy": 82.0}
+  assert runlib.final_metrics(str(tmp_path), role="eval") == {"accuracy": 70.0}
+  write("metrics_test_best_mnist_step900.json", "mnist", 900, 400.0, 99.0, mixture="j")
+  assert runlib.final_metrics(str(tmp_path), "sst2") == {"accuracy": 82.0}
+  assert runlib.final_metrics(str(tmp_path), "mnist") == {"accuracy": 99.0}
+  assert runlib.final_metrics(str(tmp_path), "fsdd") is None
 
 
 def test_paired_not_unpaired():
@@ -118,7 +139,8 @@ def test_transfer_ledger_records_a_finished_run(tmp_path, monkeypatch):
     run.mkdir(parents=True)
     for role, step, value in (("eval", 250, curve), ("test", 1500, test)):
       (run / f"metrics_{role}_step{step}.json").write_text(json.dumps(
-          {"metrics": {"wer": value}, "step": step}))
+          {"metrics": {"wer": value}, "step": step, "split": role, "problem": "fsdd",
+           "time": 1000.0 + step}))
     (root / f"{s['name']}.run.json").write_text(json.dumps(
         {"name": s["name"], "rc": 0, "wall_s": minutes * 60, "params": s["params"]}))
     (root / f"{s['name']}.log").write_text(
