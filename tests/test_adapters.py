@@ -191,6 +191,9 @@ def test_ngram_dropout_only_in_training():
   np.testing.assert_allclose(plain.numpy(), infer.numpy(), rtol=1e-6, atol=1e-6)
   with pytest.raises(UserError, match="TextConfig.ngram_dropout=1.0"):
     adapters.text.TextConfig(ngram_dropout=1.0)
+  for field, value in (("ngram_dropout", 0.5), ("ngram_pool", True)):
+    with pytest.raises(UserError, match=f"TextConfig.{field}=.*set TextConfig.ngram_widths"):
+      adapters.text.TextConfig(**{field: value})
 
 
 def test_input_positions_off_makes_the_text_input_a_set():

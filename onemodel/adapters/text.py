@@ -59,6 +59,10 @@ class TextConfig:
       raise UserError(f"gin binding TextConfig.ngram_widths={widths!r}: must be a tuple "
                       "of distinct widths in [1, 9]")
     object.__setattr__(self, "ngram_widths", tuple(widths))  # frozen: hashable
+    for field in ("ngram_pool", "ngram_dropout"):
+      if getattr(self, field) and not widths:
+        raise UserError(f"gin binding TextConfig.{field}={getattr(self, field)!r}: acts on "
+                        "n-gram maps; set TextConfig.ngram_widths too")
 
 
 def check_packing(cfg: TextConfig, pack: bool) -> None:
