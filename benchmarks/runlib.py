@@ -94,16 +94,21 @@ def reused(name, output_root):
 
 
 def final_metrics(run_dir, problem=None, role="test"):
-  """The newest `role` evaluation of a run (of `problem`, for a joint run) -> its
-  metrics. Tagged ones count: with TrainConfig.select the final evaluation reads the
-  best checkpoint and writes metrics_ROLE_best[_PROBLEM]_stepN.json."""
+  """The newest `role` evaluation of a run by its trainer (of `problem`, for a joint
+  run; of a single-problem run when `problem` is None) -> its metrics. With
+  TrainConfig.select the final pass reads the best checkpoint and is tagged 'best'
+  (metrics_ROLE_best[_PROBLEM]_stepN.json); other tags (onemodel-eval's, --follow's)
+  are another process's evaluations, not the run's figure."""
   records = []
   for path in glob.glob(os.path.join(run_dir, f"metrics_{role}_*step*.json")):
     with open(path) as f:
       record = json.load(f)
-    if record.get("split") == role and (problem is None or record.get("problem") == problem):
-      records.append(record)
-  return max(records, key=lambda r: r["time"])["metrics"] if records else None
+    if record.get("split", role) != role or record.get("tag", "") not in ("", "best"):
+      continue
+    if (record.get("problem") == problem) if problem else not record.get("mixture"):
+      # Files from before the records carried their time: the file's.
+      records.append((record.get("time") or os.path.getmtime(path), record))
+  return max(records, key=lambda r: r[0])[1]["metrics"] if records else None
 
 
 def metrics_by_step(run_dir, role, problem=None, mixture=False):

@@ -328,7 +328,7 @@ def cell(values, digits=2):
   return f"{text} ({len(values) - missed}/{len(values)} seeds)" if missed else text
 
 
-def report(rows, rats, records, args, prep_s, wall_s):
+def report(rows, rats, records, args, prep_s, wall_s, reused=()):
   failed = [r["name"] for r in records if r.get("rc") != 0]
   lines = ["# Time to target", "",
            f"Machine: {runlib.machine()}; TF {tf_version()}. Date: "
@@ -357,8 +357,7 @@ def report(rows, rats, records, args, prep_s, wall_s):
         f"{cell(r['peak_gflops'], 0)} |")
   peers = [r for r in rows if r.get("peer")]
   if peers:
-    lines += ["", "Peers (plain Keras, benchmarks/ttt_peers.py), same data and machine, "
-              "same invocation:", "",
+    lines += ["", "Peers (plain Keras, benchmarks/ttt_peers.py), same data and machine:", "",
               "| peer | problem | target (validation) | to target, min | to target, norm "
               "min | run, norm min | best | test | test read with |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -379,6 +378,9 @@ def report(rows, rats, records, args, prep_s, wall_s):
                    "normalized minutes; medians over the seeds that reached it)")
   if failed:
     lines += ["", f"FAILED (non-zero exit; see their logs): {', '.join(failed)}"]
+  if reused:
+    lines += ["", "Reused from an earlier invocation of this script (same recipe file, or "
+              f"same ttt_peers.py for a peer; not re-run): {', '.join(reused)}."]
   lines += ["", f"Wall time of the runs: {wall_s / 60:.1f} min.", "", "Commands:", ""]
   lines += [f"- `{r['command']}`" for r in records]
   return "\n".join(lines) + "\n"
@@ -497,7 +499,8 @@ def main():
   add_peer_targets(rows, records)
   rats = ratios(rows)
   base = os.path.join(RESULTS, args.results_name)
-  text = report(rows, rats, records, args, prep_s, wall_s)  # before the file is opened
+  reused = [name for _, _, _, name in runs if name in done]
+  text = report(rows, rats, records, args, prep_s, wall_s, reused)  # before the file is opened
   with open(base + ".md", "w") as f:
     f.write(text)
   runlib.write_json(base + ".json", {"rows": rows, "ratios": rats, "records": records,

@@ -164,6 +164,10 @@ def test_ngram_pool_is_one_summary_position_in_front():
   tokens, _ = layer({"": tf.constant(ids)})
   layer.pool = pool
   np.testing.assert_allclose(tokens.numpy(), x.numpy()[:, 1:], rtol=1e-5, atol=1e-5)
+  tokens8, _ = adapters.base.TokenInput.call(layer, {"": tf.constant(ids[:, :8])})
+  maps = tf.concat([conv(tokens8) for conv in layer.convs], -1)  # [1, 8, 2D], no padding
+  np.testing.assert_allclose(x.numpy()[:, 0], layer.pool(tf.reduce_max(maps, 1)).numpy(),
+                             rtol=1e-5, atol=1e-5)               # Kim's max over time
   other = ids.copy()
   other[0, 6] = 20  # a word at the far end moves the summary too
   y, _ = layer({"": tf.constant(other)})

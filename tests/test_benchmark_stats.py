@@ -26,21 +26,41 @@ def test_paired_interval_hand_checked():
 def test_final_metrics_reads_the_newest_test_evaluation_tagged_or_not(tmp_path):
   """A run with TrainConfig.select writes its final test pass as
   metrics_test_best_stepN.json (the best step, below the last): that one is the run's
-  test figure; in a joint run, the asked problem's."""
-  def write(name, problem, step, when, acc, split="test", mixture=None):
+  test figure; another process's later evaluations (onemodel-eval's tags) are not; in a
+  joint run, the asked problem's, and none without a problem; files without a time
+  are ordered by their own."""
+  def write(name, problem, step, when, acc, split="test", mixture=None, tag=""):
+    record = {"problem": problem, "mixture": mixture, "split": split, "step": step,
+              "tag": tag, "metrics": {"accuracy": acc}}
+    if when is not None:
+      record["time"] = when
     with open(tmp_path / name, "w") as f:
-      json.dump({"problem": problem, "mixture": mixture, "split": split, "step": step,
-                 "tag": "", "time": when, "metrics": {"accuracy": acc}}, f)
+      json.dump(record, f)
   write("metrics_test_step2500.json", "sst2", 2500, 100.0, 80.0)
   write("metrics_eval_step2500.json", "sst2", 2500, 300.0, 70.0, split="eval")
   assert runlib.final_metrics(str(tmp_path)) == {"accuracy": 80.0}
-  write("metrics_test_best_step1750.json", "sst2", 1750, 200.0, 82.0)
+  write("metrics_test_best_step1750.json", "sst2", 1750, 200.0, 82.0, tag="best")
+  write("metrics_test_averaged_step2500.json", "sst2", 2500, 500.0, 90.0, tag="averaged")
   assert runlib.final_metrics(str(tmp_path)) == {"accuracy": 82.0}
   assert runlib.final_metrics(str(tmp_path), role="eval") == {"accuracy": 70.0}
-  write("metrics_test_best_mnist_step900.json", "mnist", 900, 400.0, 99.0, mixture="j")
-  assert runlib.final_metrics(str(tmp_path), "sst2") == {"accuracy": 82.0}
-  assert runlib.final_metrics(str(tmp_path), "mnist") == {"accuracy": 99.0}
-  assert runlib.final_metrics(str(tmp_path), "fsdd") is None
+  joint = tmp_path / "joint"
+  joint.mkdir()
+  tmp_path = joint
+  write("metrics_test_best_mnist_step900.json", "mnist", 900, 400.0, 99.0, mixture="j",
+        tag="best")
+  write("metrics_test_sst2_step900.json", "sst2", 900, 300.0, 81.0, mixture="j")
+  assert runlib.final_metrics(str(joint), "sst2") == {"accuracy": 81.0}
+  assert runlib.final_metrics(str(joint), "mnist") == {"accuracy": 99.0}
+  assert runlib.final_metrics(str(joint), "fsdd") is None
+  assert runlib.final_metrics(str(joint)) is None
+  old = tmp_path / "old"
+  old.mkdir()
+  tmp_path = old
+  write("metrics_test_step10.json", "sst2", 10, None, 60.0)
+  os.utime(old / "metrics_test_step10.json", (1000, 1000))
+  write("metrics_test_step20.json", "sst2", 20, None, 61.0)
+  os.utime(old / "metrics_test_step20.json", (2000, 2000))
+  assert runlib.final_metrics(str(old)) == {"accuracy": 61.0}
 
 
 def test_paired_not_unpaired():

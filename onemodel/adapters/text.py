@@ -9,6 +9,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from onemodel import dropout as dropout_lib
 from onemodel import vocab as vocab_lib
 from onemodel.adapters import base
 from onemodel.errors import UserError, check_field_types
@@ -143,7 +144,7 @@ class NgramTokenInput(base.TokenInput):
     self.convs = [keras.layers.Conv1D(d, w, padding="same", activation="relu",
                                       name=f"ngram{w}") for w in widths]
     self.proj = keras.layers.Dense(d, name="ngram_proj")
-    self.dropout = keras.layers.Dropout(dropout) if dropout else None
+    self.dropout = dropout_lib.Dropout(dropout) if dropout else None
     self.pool = keras.layers.Dense(d, name="ngram_pool") if pool else None
 
   def call(self, feats, training=False):
