@@ -103,6 +103,12 @@ class Best:
     if self.state.get("stopped_at", 0) > step:
       del self.state["stopped_at"]
 
+  def path(self) -> Optional[str]:
+    """The best checkpoint in this run's directory. best.json names it by the path it
+    was saved at, which is another run's after the directory was copied or moved."""
+    saved = self.state.get("checkpoint")
+    return os.path.join(self.directory, os.path.basename(saved)) if saved else None
+
   @property
   def stopped_at(self) -> Optional[int]:
     return self.state.get("stopped_at")

@@ -420,9 +420,9 @@ class Trainer:
     if summary:
       run.write_json("instruments.json", summary)
     results, final_step, tag = None, step, ""
-    if best and best.state.get("checkpoint") and cfg.final_eval_role:
+    if best and best.path() and cfg.final_eval_role:
       # Model selection: the final evaluation reads the chosen weights, not the last.
-      self.weights_checkpoint.restore(best.state["checkpoint"]).expect_partial()
+      self.weights_checkpoint.restore(best.path()).expect_partial()
       final_step, tag = best.state["step"], "best"
       print(f"final evaluation of the best checkpoint, step {final_step}", flush=True)
     if cfg.final_eval_role and (self.is_chief or evaluation.distributed(self.strategy)):

@@ -46,6 +46,23 @@ def test_the_best_step_stays_while_later_ones_are_worse(tmp_path):
   assert state["values"] == {"p/accuracy": 0.8}
 
 
+def test_a_copied_run_reads_its_own_best_checkpoint(tmp_path):
+  """best.json names the checkpoint by the path it was saved at; a run directory copied
+  elsewhere (the original then changed or gone) must read the copy's weights."""
+  import shutil
+  first = tmp_path / "first"
+  best, w = _best(first, "accuracy", [_problem("p", "accuracy")])
+  w.assign(7.0)
+  best.update(10, {"accuracy": 0.5})
+  shutil.copytree(first, tmp_path / "copy")
+  shutil.rmtree(first)
+  again, v = _best(tmp_path / "copy", "accuracy", [_problem("p", "accuracy")])
+  assert again.path() == os.path.join(tmp_path, "copy", "checkpoints", "best", "ckpt-10")
+  v.assign(0.0)
+  tf.train.Checkpoint(weights={"w": v}).restore(again.path()).expect_partial()
+  assert float(v) == 7.0
+
+
 def test_lower_is_better_for_error_rates_and_losses(tmp_path):
   best, w = _best(tmp_path, "p/wer", [_problem("p", "wer")])
   for step, wer in [(1, 9.0), (2, 4.0), (3, 6.0)]:
