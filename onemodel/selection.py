@@ -104,10 +104,10 @@ class Best:
       del self.state["stopped_at"]
 
   def path(self) -> Optional[str]:
-    """The best checkpoint in this run's directory. best.json names it by the path it
-    was saved at, which is another run's after the directory was copied or moved."""
-    saved = self.state.get("checkpoint")
-    return os.path.join(self.directory, os.path.basename(saved)) if saved else None
+    """The best checkpoint in this run's directory, as `best_checkpoint` finds it (the
+    manager's state file names it relatively). Not best.json's "checkpoint": the path it
+    was saved at, another run's after the directory was copied or moved."""
+    return self.manager.latest_checkpoint if self.state.get("checkpoint") else None
 
   @property
   def stopped_at(self) -> Optional[int]:
