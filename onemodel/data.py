@@ -235,6 +235,7 @@ def example_features(problem, raw: Dict[str, tf.Tensor], vocab, training: bool,
   `adapters.ModalityConfigs` (None: the defaults), the settings its input layers use."""
   if training and seed is None:
     seed = tf.constant([0, 0], tf.int64)
+  modality_cfg = _own_settings(problem, modality_cfg)
   out = {}
   if problem.inputs is not None:
     x = raw["inputs"]
@@ -254,6 +255,12 @@ def example_features(problem, raw: Dict[str, tf.Tensor], vocab, training: bool,
   return augment_features(problem, out, seed, modality_cfg) if training else out
 
 
+def _own_settings(problem, modality_cfg):
+  """The problem's own adapter settings in a joint model (gin bindings scoped by its
+  name), the same ones `OneModel` builds its input layer with."""
+  return modality_cfg.for_problem(problem.name) if modality_cfg is not None else None
+
+
 def augment_features(problem, feats, seed, modality_cfg=None):
   """Training-time augmentation of `example_features(..., training=False)`'s output:
   the input modality's `augment` (SpecAugment, random shift, word dropout), after the
@@ -264,6 +271,7 @@ def augment_features(problem, feats, seed, modality_cfg=None):
     return {**feats, "targets": pad_or_truncate(_lm_window(feats["targets"], n, seed), n)}
   if problem.inputs is None:
     return feats
+  modality_cfg = _own_settings(problem, modality_cfg)
   mod = adapters.get_modality(problem.inputs.modality)
   keys = {k: k[len("inputs_"):] if k.startswith("inputs_") else "" for k in feats
           if k == "inputs" or k.startswith("inputs_")}

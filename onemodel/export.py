@@ -54,7 +54,8 @@ class Servable(tf.Module):
     """[N] encoded inputs -> a batch of model features, example by example."""
     mod = adapters.get_modality(p.inputs.modality)
     vocab = self._vocabs.get(p.name)
-    modality_cfg = self.model.modality_cfg  # the settings its input layers were built with
+    # The settings its input layers were built with.
+    modality_cfg = self.model.modality_cfg.for_problem(p.name)
 
     def one(x):
       return mod.features(mod.decode_raw(x, p.inputs), p.inputs, vocab, training=False,

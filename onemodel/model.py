@@ -65,7 +65,7 @@ class OneModel(keras.Model):
         # variable paths (the checkpoint keys weights by path).
         self.input_adapters[p.name] = imod.input_layer(
             p.inputs, in_size, d, embedding=shared, name=f"{p.name}_{imod.name}_input",
-            modality_cfg=self.modality_cfg)
+            modality_cfg=self.modality_cfg.for_problem(p.name))
     # Sublayers create their variables on first call; there is nothing to build here.
     self.built = True
 

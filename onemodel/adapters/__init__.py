@@ -4,9 +4,12 @@ adding a modality means adding one file that calls `base.MODALITIES.register(...
 import dataclasses
 import importlib
 import pkgutil
+import re
+from typing import Tuple
 
 import gin
 
+from onemodel import registry
 from onemodel.adapters.base import MODALITIES, Modality  # noqa: F401
 
 for _m in pkgutil.iter_modules(__path__):
@@ -32,15 +35,43 @@ class ModalityConfigs:
   (`from_gin()`, next to `BackboneConfig()`: the command line, trainer construction, the
   testing kit), then carried by the model (`OneModel.modality_cfg`) and given to the
   input pipeline, so the features always match the layers that read them. Library code
-  takes them as an argument and never reads gin. `ModalityConfigs()` is the defaults."""
+  takes them as an argument and never reads gin. `ModalityConfigs()` is the defaults.
+
+  `overrides`: one problem's own settings in a joint model, from gin bindings scoped by
+  the problem's name (`sst2/TextConfig.ngram_widths = (3, 5, 7)` gives SST-2's input
+  n-gram convolutions while Multi30k's text input keeps plain tokens), as T2T's
+  per-problem hparams did. Read them through `for_problem(name)`."""
   image: _image.ImageConfig = dataclasses.field(default_factory=_image.ImageConfig)
   speech: _speech.SpeechConfig = dataclasses.field(default_factory=_speech.SpeechConfig)
   text: _text.TextConfig = dataclasses.field(default_factory=_text.TextConfig)
+  overrides: Tuple[Tuple[str, "ModalityConfigs"], ...] = ()
+
+  def for_problem(self, name: str) -> "ModalityConfigs":
+    """The settings problem `name`'s adapter and input pipeline use."""
+    return dict(self.overrides).get(name, dataclasses.replace(self, overrides=()))
 
   @classmethod
   def from_gin(cls) -> "ModalityConfigs":
-    """The settings as gin binds them (`ImageConfig.patch_size = 8`, ...)."""
+    """The settings as gin binds them (`ImageConfig.patch_size = 8`, ...), and each
+    registered problem's scoped bindings (`sst2/TextConfig.ngram_pool = True`) where they
+    differ from the unscoped ones."""
+    shared = cls._resolve()
+    overrides = []
+    for name in registry.PROBLEMS.names():
+      if not _SCOPE_RE.match(name):
+        continue  # not a valid gin scope name, so no binding can be scoped by it
+      with gin.config_scope(name):
+        own = cls._resolve()
+      if own != shared:
+        overrides.append((name, own))
+    return dataclasses.replace(shared, overrides=tuple(overrides))
+
+  @classmethod
+  def _resolve(cls) -> "ModalityConfigs":
     return cls(**{name: configurable() for name, configurable in _GIN.items()})
+
+
+_SCOPE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def get_modality(name: str) -> Modality:
