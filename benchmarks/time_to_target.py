@@ -11,8 +11,8 @@ For each problem P and seed S it runs `onemodel-train --gin_file=gin/experiments
 split every `eval_every_steps` (each evaluation's metrics file carries its wall clock),
 so the run records the wall time, step and examples seen when the validation metric
 first meets the target; the test split is read once, by the run's final evaluation.
-`multimodel` is gin/experiments/multimodel.gin (not written yet): one model on mnist,
-fsdd, sst2 and multi30k_en_de, each of its problems held to its own target. A recipe
+`multimodel` is gin/experiments/multimodel.gin: one model on mnist, fsdd, sst2 and
+multi30k_en_de, each of its problems held to its own target. A recipe
 must exist and set `TrainConfig.eval_every_steps`, or the command stops at once.
 
 Times: `to_target_min` runs from process spawn (Python and TensorFlow start-up, input

@@ -121,8 +121,10 @@ class Trainer:
     # Trainer construction is an edge: gin's image/speech bindings are read here once,
     # then the model carries them to every input pipeline, evaluation and export.
     self.modality_cfg = modality_cfg or adapters.ModalityConfigs.from_gin()
+    scoped = dict(self.modality_cfg.overrides)  # problems with their own bindings
     for p in self.problems:
-      adapters.text.check_packing(self.modality_cfg.for_problem(p.name).text, self.cfg.pack)
+      adapters.text.check_packing(self.modality_cfg.for_problem(p.name).text, self.cfg.pack,
+                                  scope=p.name if p.name in scoped else "")
     self.decode_cfg = decoding.from_gin()  # how evaluation decodes (DecodeConfig.*)
     self.final_decode_cfg = decoding.from_gin("final")  # ... the final one (final/...)
     with self.strategy.scope():

@@ -236,13 +236,16 @@ def test_dataset_pack_refuses_what_it_cannot_pack():
                  pack=True)
 
 
-def test_packing_with_ngram_convolutions_is_one_line(tmp_path, data_dir, manual_dir):
+@pytest.mark.parametrize("binding", ["TextConfig.ngram_widths=(3,)",
+                                     "multi30k_en_de/TextConfig.ngram_widths=(3,)"])
+def test_packing_with_ngram_convolutions_is_one_line(tmp_path, data_dir, manual_dir,
+                                                      binding):
   """A convolution over a packed row would read across its examples: refused before
-  training, one line naming both bindings."""
+  training, one line naming both bindings (also the problem's own, scoped binding)."""
   from conftest import cli, one_line_error, train_args
   rc, _, se = cli("onemodel-train", *train_args(tmp_path / "run", data_dir, manual_dir, [
       "TrainConfig.problem='multi30k_en_de'", "TrainConfig.train_steps=2",
-      "TrainConfig.batch_size=8", "TrainConfig.pack=True", "TextConfig.ngram_widths=(3,)"]))
-  line = one_line_error(rc, se, "TextConfig.ngram_widths=(3,)", "TrainConfig.pack=True")
+      "TrainConfig.batch_size=8", "TrainConfig.pack=True", binding]))
+  line = one_line_error(rc, se, binding, "TrainConfig.pack=True")
   assert "in user code" not in line  # not from inside the traced step
   assert not (tmp_path / "run").exists()  # refused before the run directory is written

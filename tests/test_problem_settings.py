@@ -6,6 +6,7 @@ neither (TextConfig is model-wide)."""
 
 import gin
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from onemodel import adapters
@@ -14,6 +15,7 @@ from onemodel import data as data_lib
 from onemodel import model as model_lib
 from onemodel import vocab as vocab_lib
 from onemodel.adapters import text as text_lib
+from onemodel.errors import UserError
 
 TEXT = "the quick brown fox jumps over the lazy dog " * 2
 
@@ -28,8 +30,7 @@ def test_scoped_bindings_override_for_their_problem_only(problems):
                   "sst2/TextConfig.ngram_widths = (3, 5)",
                   "sst2/TextConfig.ngram_pool = True",
                   "fsdd/SpeechConfig.time_mask = 7")
-  assert [name for name, _ in cfg.overrides] == sorted(["sst2", "fsdd"], key=list(
-      problems).index)
+  assert [name for name, _ in cfg.overrides] == ["fsdd", "sst2"]
   sst2 = cfg.for_problem("sst2")
   assert sst2.text.ngram_widths == (3, 5) and sst2.text.ngram_pool
   assert sst2.text.token_dropout == 0.1  # unscoped bindings still apply
@@ -43,6 +44,16 @@ def test_scoped_bindings_override_for_their_problem_only(problems):
   gin.clear_config()
   plain = _settings("TextConfig.ngram_widths = (3,)")
   assert plain.overrides == () and plain.for_problem("sst2").text.ngram_widths == (3,)
+
+
+def test_a_scope_that_names_no_problem_is_one_error(problems):
+  """gin accepts `sts2/TextConfig...` and would never apply it: a silent no-op."""
+  with pytest.raises(UserError, match=r"gin binding sts2/TextConfig.ngram_pool = True: "
+                     r"'sts2' is not a registered problem .*registered: .*sst2"):
+    _settings("sts2/TextConfig.ngram_pool = True")
+  gin.clear_config()
+  with pytest.raises(UserError, match="'joint/sst2' is not a registered problem"):
+    _settings("joint/sst2/ImageConfig.patch_size = 4")
 
 
 def test_model_and_input_pipeline_use_each_problems_own_settings(problems):

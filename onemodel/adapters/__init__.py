@@ -11,6 +11,7 @@ import gin
 
 from onemodel import registry
 from onemodel.adapters.base import MODALITIES, Modality  # noqa: F401
+from onemodel.errors import UserError
 
 for _m in pkgutil.iter_modules(__path__):
   if _m.name != "base":
@@ -52,26 +53,37 @@ class ModalityConfigs:
 
   @classmethod
   def from_gin(cls) -> "ModalityConfigs":
-    """The settings as gin binds them (`ImageConfig.patch_size = 8`, ...), and each
-    registered problem's scoped bindings (`sst2/TextConfig.ngram_pool = True`) where they
-    differ from the unscoped ones."""
+    """The settings as gin binds them (`ImageConfig.patch_size = 8`, ...), with each
+    problem's scoped bindings (`sst2/TextConfig.ngram_pool = True`) where they differ
+    from the unscoped ones. A scope that names no registered problem is a UserError: gin
+    itself would ignore the binding."""
     shared = cls._resolve()
     overrides = []
-    for name in registry.PROBLEMS.names():
-      if not _SCOPE_RE.match(name):
-        continue  # not a valid gin scope name, so no binding can be scoped by it
-      with gin.config_scope(name):
+    for scope, binding in _scoped_bindings():
+      if scope not in registry.PROBLEMS:
+        raise UserError(f"gin binding {binding}: {scope!r} is not a registered problem "
+                        f"(a scope on {', '.join(_GIN_NAMES)} names the problem whose "
+                        f"adapter it sets; registered: {', '.join(registry.PROBLEMS.names())})")
+      with gin.config_scope(scope):
         own = cls._resolve()
-      if own != shared:
-        overrides.append((name, own))
-    return dataclasses.replace(shared, overrides=tuple(overrides))
+      if own != shared and scope not in dict(overrides):
+        overrides.append((scope, own))
+    return dataclasses.replace(shared, overrides=tuple(sorted(overrides)))
 
   @classmethod
   def _resolve(cls) -> "ModalityConfigs":
     return cls(**{name: configurable() for name, configurable in _GIN.items()})
 
 
-_SCOPE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_GIN_NAMES = ("ImageConfig", "SpeechConfig", "TextConfig")
+# A scoped binding's line in gin.config_str(): `sst2/TextConfig.ngram_widths = (3, 5)`.
+_SCOPED_RE = re.compile(r"^(\S+)/(?:" + "|".join(_GIN_NAMES) + r")\.\w+\s*=")
+
+
+def _scoped_bindings():
+  """(scope, binding line) of every scoped adapter-settings binding gin holds."""
+  return [(m.group(1), line) for line in gin.config_str().splitlines()
+          if (m := _SCOPED_RE.match(line))]
 
 
 def get_modality(name: str) -> Modality:

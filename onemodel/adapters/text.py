@@ -66,10 +66,12 @@ class TextConfig:
                         "n-gram maps; set TextConfig.ngram_widths too")
 
 
-def check_packing(cfg: TextConfig, pack: bool) -> None:
-  """N-gram convolutions and packed rows exclude each other (UserError if both)."""
+def check_packing(cfg: TextConfig, pack: bool, scope: str = "") -> None:
+  """N-gram convolutions and packed rows exclude each other (UserError if both).
+  `scope`: the problem whose own bindings (`sst2/TextConfig...`) set `cfg`, if any."""
   if pack and cfg.ngram_widths:
-    raise UserError(f"gin binding TextConfig.ngram_widths={cfg.ngram_widths!r}: not with "
+    where = f"{scope}/TextConfig" if scope else "TextConfig"
+    raise UserError(f"gin binding {where}.ngram_widths={cfg.ngram_widths!r}: not with "
                     "TrainConfig.pack=True (a convolution would read across the examples "
                     "of a packed row)")
 
