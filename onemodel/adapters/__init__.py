@@ -59,14 +59,14 @@ class ModalityConfigs:
     itself would ignore the binding."""
     shared = cls._resolve()
     overrides = []
-    for scope, binding in _scoped_bindings():
+    for scope, binding in _scoped_bindings().items():
       if scope not in registry.PROBLEMS:
         raise UserError(f"gin binding {binding}: {scope!r} is not a registered problem "
                         f"(a scope on {', '.join(_GIN_NAMES)} names the problem whose "
                         f"adapter it sets; registered: {', '.join(registry.PROBLEMS.names())})")
       with gin.config_scope(scope):
         own = cls._resolve()
-      if own != shared and scope not in dict(overrides):
+      if own != shared:
         overrides.append((scope, own))
     return dataclasses.replace(shared, overrides=tuple(sorted(overrides)))
 
@@ -81,9 +81,12 @@ _SCOPED_RE = re.compile(r"^(\S+)/(?:" + "|".join(_GIN_NAMES) + r")\.\w+\s*=")
 
 
 def _scoped_bindings():
-  """(scope, binding line) of every scoped adapter-settings binding gin holds."""
-  return [(m.group(1), line) for line in gin.config_str().splitlines()
-          if (m := _SCOPED_RE.match(line))]
+  """{scope: its first binding line} over the scoped adapter-settings bindings gin holds."""
+  found = {}
+  for line in gin.config_str().splitlines():
+    if m := _SCOPED_RE.match(line):
+      found.setdefault(m.group(1), line)
+  return found
 
 
 def get_modality(name: str) -> Modality:
