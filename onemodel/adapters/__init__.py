@@ -25,9 +25,11 @@ _text = importlib.import_module(f"{__name__}.text")
 # gin binds `ImageConfig.patch_size = 8`, `SpeechConfig.num_mels = 40`, ... through
 # separate configurables that build the plain dataclasses: the classes themselves are
 # never wrapped, so library code constructing or replacing one cannot read gin.
-_GIN = {"image": gin.external_configurable(_image.ImageConfig, "ImageConfig"),
-        "speech": gin.external_configurable(_speech.SpeechConfig, "SpeechConfig"),
-        "text": gin.external_configurable(_text.TextConfig, "TextConfig")}
+_CONFIGS = {"image": _image.ImageConfig, "speech": _speech.SpeechConfig,
+            "text": _text.TextConfig}
+_GIN = {modality: gin.external_configurable(config, config.__name__)
+        for modality, config in _CONFIGS.items()}
+_GIN_NAMES = tuple(config.__name__ for config in _CONFIGS.values())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +77,6 @@ class ModalityConfigs:
     return cls(**{name: configurable() for name, configurable in _GIN.items()})
 
 
-_GIN_NAMES = ("ImageConfig", "SpeechConfig", "TextConfig")
 # A scoped binding's line in gin.config_str(): `sst2/TextConfig.ngram_widths = (3, 5)`.
 _SCOPED_RE = re.compile(r"^(\S+)/(?:" + "|".join(_GIN_NAMES) + r")\.\w+\s*=")
 
