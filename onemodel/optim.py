@@ -25,7 +25,7 @@ and the trainer passes `effective_batch=32 * 8` to `make_optimizer(...)`.
 
 import dataclasses
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import gin
 import keras
@@ -122,6 +122,23 @@ def make_schedule(total_steps: int, cfg: ScheduleConfig = ScheduleConfig(),
                   "'rsqrt' or 'constant'")
 
 
+class OnStep(keras.optimizers.schedules.LearningRateSchedule):
+  """`schedule` read at the run's step counter `step` instead of at the optimizer's own
+  `iterations`: several optimizers that each update on some of the steps only (one per
+  problem of a mixture) then all follow the run's one schedule."""
+
+  def __init__(self, schedule, step: tf.Variable):
+    super().__init__()
+    self.schedule, self.step = schedule, step
+
+  def __call__(self, iterations):
+    del iterations  # this optimizer's own update count: not the run's step
+    return self.schedule(self.step)
+
+  def get_config(self):
+    return {"schedule": keras.optimizers.schedules.serialize(self.schedule)}
+
+
 @keras.saving.register_keras_serializable("onemodel")
 class Lars(keras.optimizers.Optimizer):
   """LARS: momentum SGD with a layer-wise trust ratio (You et al. 2017, arXiv:1708.03888,
@@ -211,10 +228,14 @@ class OptimizerConfig:
 
 
 def make_optimizer(total_steps: int, cfg: OptimizerConfig = OptimizerConfig(),
-                   schedule: ScheduleConfig = ScheduleConfig(), effective_batch: int = 0):
+                   schedule: ScheduleConfig = ScheduleConfig(), effective_batch: int = 0,
+                   step: Optional[tf.Variable] = None):
   """-> (Keras optimizer on `schedule`, clipnorm). `effective_batch` (per-update batch
-  incl. gradient accumulation) feeds the schedule's learning-rate scaling rule."""
+  incl. gradient accumulation) feeds the schedule's learning-rate scaling rule. `step`:
+  the schedule follows this counter instead of the optimizer's own update count."""
   lr = make_schedule(total_steps, schedule, effective_batch)
+  if step is not None:
+    lr = OnStep(lr, step)
   if cfg.name == "adamw":
     opt = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay, beta_1=cfg.beta_1,
                                   beta_2=cfg.beta_2, epsilon=cfg.epsilon)

@@ -75,6 +75,12 @@ class TrainConfig:
   # without a better value (0: never).
   select: str = ""
   patience: int = 0
+  # Adam's moments in a mixture: 'shared' (one optimizer, as Tensor2Tensor's multi-problem
+  # training) or 'per_problem' (each problem's steps update the shared weights with
+  # moments of its own gradients only; all follow the run's one schedule). Shared
+  # second moments are set by the problem with the noisiest gradients, which shrinks
+  # every other problem's steps on the shared weights.
+  optimizer_state: str = "shared"
 
 
 # binding -> (lowest allowed value, what the range is called)
@@ -90,6 +96,7 @@ _AT_LEAST = {
 _BOOLS = ("pack", "noise_scale", "jit_compile", "deterministic", "cache", "report_mfu")
 _ROLES = ("eval_role", "final_eval_role")
 INIT_SCOPES = ("all", "backbone", "backbone_and_adapters")
+OPTIMIZER_STATES = ("shared", "per_problem")
 TRAINABLE = ("all", "adapters", "adapters_and_norms")
 PER_PROBLEM_KEYS = ("batch_size", "batch_tokens", "label_smoothing", "train_split")
 
@@ -129,7 +136,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _fail("train_split", cfg.train_split, "a TFDS split such as 'train[:10%]' ('' : all)")
   if not isinstance(cfg.init_from, str):
     _fail("init_from", cfg.init_from, "a run directory or checkpoint path ('' : none)")
-  for name, allowed in (("init_scope", INIT_SCOPES), ("trainable", TRAINABLE)):
+  for name, allowed in (("init_scope", INIT_SCOPES), ("trainable", TRAINABLE),
+                        ("optimizer_state", OPTIMIZER_STATES)):
     if getattr(cfg, name) not in allowed:
       _fail(name, getattr(cfg, name), "one of " + ", ".join(repr(a) for a in allowed))
   for name in _ROLES:

@@ -146,7 +146,7 @@ class Trainer:
     # The model alone (no optimizer, no input positions): what checkpoints/best/ holds.
     self.weights_checkpoint = tf.train.Checkpoint(weights=weights, step=self.step,
                                                   problem_steps=self.problem_steps)
-    self.hooks, self.pruner, self.optimizer = [], None, None
+    self.hooks, self.pruner, self.optimizer, self.optimizers = [], None, None, {}
     if training:
       self._build_training_state()
     ckpt_dir = self.run_dir.join("checkpoints")
@@ -172,26 +172,42 @@ class Trainer:
 
   def _checkpoint_without_inputs(self) -> tf.train.Checkpoint:
     parts = {k: getattr(self.checkpoint, k) for k in (
-        "weights", "step", "problem_steps", "optimizer", "noise_scale", "pruner")
+        "weights", "step", "problem_steps", "optimizer", "optimizers", "noise_scale",
+        "pruner")
         if hasattr(self.checkpoint, k)}
     return tf.train.Checkpoint(**parts)
 
   def _build_training_state(self):
     cfg, k = self.cfg, self.cfg.grad_accum_steps
+    # One optimizer, or one per problem of a mixture (TrainConfig.optimizer_state); each
+    # builds its moments for every trainable variable and updates those its problem uses.
+    per_problem = bool(self.mixture) and cfg.optimizer_state == "per_problem"
+    if per_problem and self.is_async:
+      raise UserError("gin binding TrainConfig.optimizer_state='per_problem': not "
+                      "available with parameter-server training (use 'shared')")
+    no_decay = [v for v in self.model.trainable_variables
+                if len(v.shape) < 2 or v.path.endswith("_pos") or "norm" in v.path]
     with self.strategy.scope():
-      self.optimizer, self.clipnorm = optim.make_optimizer(
-          cfg.train_steps, *optim.from_gin(), effective_batch=cfg.batch_size * k)
-      if hasattr(self.optimizer, "exclude_from_weight_decay"):
-        # By object: Keras 3 variable *names* are bare ('gamma', 'kernel').
-        self.optimizer.exclude_from_weight_decay(var_list=[
-            v for v in self.model.trainable_variables
-            if len(v.shape) < 2 or v.path.endswith("_pos") or "norm" in v.path])
-      self.optimizer.build(self.model.trainable_variables)
+      self.optimizers = {}
+      for p in (self.problems if per_problem else self.problems[:1]):
+        opt, self.clipnorm = optim.make_optimizer(
+            cfg.train_steps, *optim.from_gin(), effective_batch=cfg.batch_size * k,
+            step=self.step if per_problem else None)
+        if hasattr(opt, "exclude_from_weight_decay"):
+          # By object: Keras 3 variable *names* are bare ('gamma', 'kernel').
+          opt.exclude_from_weight_decay(var_list=no_decay)
+        opt.build(self.model.trainable_variables)
+        self.optimizers[p.name] = opt
+      # The first (the only one unless per problem): its learning rate is the run's.
+      self.optimizer = next(iter(self.optimizers.values()))
       self.pruner = pruning.maybe_pruner(self.model, pruning.from_gin())
       # Parameter-server training: how many updates the variables have seen, to measure
       # gradient staleness (updates applied between reading and updating the weights).
       self.version = tf.Variable(0, dtype=tf.int64, trainable=False, name="version")
-    self.checkpoint.optimizer = self.optimizer
+    if per_problem:
+      self.checkpoint.optimizers = self.optimizers
+    else:
+      self.checkpoint.optimizer = self.optimizer
     self.stat_keys = STAT_KEYS
     if cfg.noise_scale:
       noise = hooks_lib.NoiseScaleHook()
@@ -211,7 +227,8 @@ class Trainer:
   def step_fn(self, index: int):
     p = self.problems[index]
     return train_step.build_step_fn(
-        self.model, self.optimizer, p.name, grad_accum_steps=self.cfg.grad_accum_steps,
+        self.model, self.optimizers.get(p.name, self.optimizer), p.name,
+        grad_accum_steps=self.cfg.grad_accum_steps,
         label_smoothing=setting(self.cfg, p.name, "label_smoothing"), clipnorm=self.clipnorm,
         use_moe="moe_dropped" in self.stat_keys, measure_noise=self.cfg.noise_scale,
         jit_compile=self.jit_compile)
