@@ -259,6 +259,25 @@ def make_optimizer(total_steps: int, cfg: OptimizerConfig = OptimizerConfig(),
   return opt, cfg.clipnorm
 
 
+def build_optimizers(names, variables, total_steps: int, cfg: OptimizerConfig,
+                     schedule: ScheduleConfig, effective_batch: int = 0,
+                     step: Optional[tf.Variable] = None):
+  """-> ({name: built optimizer}, clipnorm): one optimizer per name (one per problem of a
+  mixture, or one), each with moments for every variable in `variables`; biases, norms
+  and position tables are not decayed. `step`: as in `make_optimizer`."""
+  no_decay = [v for v in variables
+              if len(v.shape) < 2 or v.path.endswith("_pos") or "norm" in v.path]
+  optimizers, clipnorm = {}, 0.0
+  for name in names:
+    opt, clipnorm = make_optimizer(total_steps, cfg, schedule, effective_batch, step)
+    if hasattr(opt, "exclude_from_weight_decay"):
+      # By object: Keras 3 variable *names* are bare ('gamma', 'kernel').
+      opt.exclude_from_weight_decay(var_list=no_decay)
+    opt.build(variables)
+    optimizers[name] = opt
+  return optimizers, clipnorm
+
+
 # The gin names of the functions these configs replace, so existing configs still bind.
 _GIN_OPTIMIZER = gin.external_configurable(OptimizerConfig, "optimizer",
                                            module="onemodel.optim")

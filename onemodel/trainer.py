@@ -179,25 +179,16 @@ class Trainer:
 
   def _build_training_state(self):
     cfg, k = self.cfg, self.cfg.grad_accum_steps
-    # One optimizer, or one per problem of a mixture (TrainConfig.optimizer_state); each
-    # builds its moments for every trainable variable and updates those its problem uses.
+    # One optimizer, or one per problem of a mixture (TrainConfig.optimizer_state).
     per_problem = bool(self.mixture) and cfg.optimizer_state == "per_problem"
     if per_problem and self.is_async:
       raise UserError("gin binding TrainConfig.optimizer_state='per_problem': not "
                       "available with parameter-server training (use 'shared')")
-    no_decay = [v for v in self.model.trainable_variables
-                if len(v.shape) < 2 or v.path.endswith("_pos") or "norm" in v.path]
     with self.strategy.scope():
-      self.optimizers = {}
-      for p in (self.problems if per_problem else self.problems[:1]):
-        opt, self.clipnorm = optim.make_optimizer(
-            cfg.train_steps, *optim.from_gin(), effective_batch=cfg.batch_size * k,
-            step=self.step if per_problem else None)
-        if hasattr(opt, "exclude_from_weight_decay"):
-          # By object: Keras 3 variable *names* are bare ('gamma', 'kernel').
-          opt.exclude_from_weight_decay(var_list=no_decay)
-        opt.build(self.model.trainable_variables)
-        self.optimizers[p.name] = opt
+      self.optimizers, self.clipnorm = optim.build_optimizers(
+          [p.name for p in (self.problems if per_problem else self.problems[:1])],
+          self.model.trainable_variables, cfg.train_steps, *optim.from_gin(),
+          effective_batch=cfg.batch_size * k, step=self.step if per_problem else None)
       # The first (the only one unless per problem): its learning rate is the run's.
       self.optimizer = next(iter(self.optimizers.values()))
       self.pruner = pruning.maybe_pruner(self.model, pruning.from_gin())
