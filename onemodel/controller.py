@@ -40,6 +40,9 @@ class RunnerState:
   iterations: tf.Variable
   version: tf.Variable
   pruner: Optional[Any] = None
+  # TrainConfig.mixture_update='summed': (problem indices) -> the step on all of them
+  # (train_step.build_summed_step_fn); None: each step trains one drawn problem.
+  summed_step_fn: Optional[Callable[[Tuple[int, ...]], Callable]] = None
 
 
 class Runner(Protocol):

@@ -152,7 +152,7 @@ class MixtureHook(Hook):
 
   def log(self, step):
     counts = self.problem_steps.numpy()
-    total = max(int(counts.sum()), 1)
+    total = max(step, 1)  # 'summed' updates count for every problem they train
     scalars, shown = {}, []
     for i, name in enumerate(self.names):
       scalars[f"steps_fraction/{name}"] = counts[i] / total

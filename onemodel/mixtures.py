@@ -145,6 +145,13 @@ class Sampler:
     return int(min(np.searchsorted(np.cumsum(self.rates_at(step)), u, side="right"),
                    len(self.names) - 1))
 
+  def phases_in(self, start: int, num_steps: int) -> List[Tuple[np.ndarray, int]]:
+    """Steps start..start+num_steps-1 as (rates, consecutive count) runs, one per phase
+    of the schedule they touch ('summed' updates weight every problem by its rate)."""
+    end = start + num_steps
+    cuts = sorted({start, end} | {s for s, _ in self.phases if start < s < end})
+    return [(self.rates_at(a), b - a) for a, b in zip(cuts, cuts[1:])]
+
   def runs(self, start: int, num_steps: int) -> List[Tuple[int, int]]:
     """Steps start..start+num_steps-1 as (problem index, consecutive count) runs."""
     out = []

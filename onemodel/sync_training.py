@@ -9,6 +9,7 @@ checkpoint (`SyncRunner.checkpointed`), which is what makes resume exact.
 
 import threading
 
+import numpy as np
 import tensorflow as tf
 
 from onemodel import distribute
@@ -55,15 +56,31 @@ class SyncRunner:
     self.checkpointed = {"inputs": {p.name: it for p, it in
                                     zip(state.problems, self.iterators)}}
     self.loops = [make_train_loop(state, i) for i in range(len(state.problems))]
+    self.summed_loops = {}  # problems trained together -> their loop ('summed' updates)
     self._tracer = None  # the background thread of _trace_ahead
 
   def run(self, step: int, num_steps: int, signalled=None):  # chunks are short anyway
     sampler = self.state.sampler
+    if self.state.summed_step_fn is not None:
+      return num_steps, self._run_summed(step, num_steps)
     runs = sampler.runs(step, num_steps) if sampler else [(0, num_steps)]
     if self._tracer is None:
       self._trace_ahead(sorted(set(range(len(self.loops))) - {i for i, _ in runs}))
     return num_steps, [(i, {k: float(v) for k, v in self.loops[i](
         self.iterators[i], tf.constant(count)).items()}) for i, count in runs]
+
+  def _run_summed(self, step, num_steps):
+    """Every problem with a rate above zero in every step, one loop per such set."""
+    results = []
+    for rates, count in self.state.sampler.phases_in(step, num_steps):
+      active = tuple(int(i) for i in np.flatnonzero(rates))
+      if active not in self.summed_loops:
+        self.summed_loops[active] = make_summed_loop(self.state, active)
+      totals = self.summed_loops[active](
+          tuple(self.iterators[i] for i in active), tf.constant(count),
+          tf.constant(rates[list(active)], tf.float32))
+      results += [(i, {k: float(v) for k, v in t.items()}) for i, t in zip(active, totals)]
+    return results
 
   def close(self):
     """Waits for the background tracing (a process must not exit in the middle of it)."""
@@ -105,11 +122,40 @@ def make_train_loop(state: RunnerState, index: int):
       stats = strategy.run(step_fn, (batch,))
       totals = {k: totals[k] + strategy.reduce(tf.distribute.ReduceOp.SUM, stats[k],
                                                axis=None) for k in keys}
-      step.assign_add(1)
-      if pruner is not None:  # Zhu & Gupta schedule, then keep pruned weights at zero
-        pruner.update(step)
-        pruner.apply()
+      _after_update(step, pruner)
     state.problem_steps.assign_add(one_hot * tf.cast(num_steps, tf.int64))
     return totals
 
   return train_loop
+
+
+def make_summed_loop(state: RunnerState, indices):
+  """A `tf.function(iterators, num_steps, weights)` running `num_steps` updates, each on
+  a batch of every problem in `indices` (TrainConfig.mixture_update='summed') -> summed
+  statistics per problem, in `indices` order."""
+  step_fn, keys, pruner, strategy = (state.summed_step_fn(indices), state.stat_keys,
+                                     state.pruner, state.strategy)
+  step = state.step
+  counted = tf.reduce_sum(tf.one_hot(list(indices), len(state.problems), dtype=tf.int64),
+                          axis=0)
+
+  @tf.function
+  def train_loop(iterators, num_steps, weights):
+    totals = [{k: tf.constant(0.0) for k in keys} for _ in indices]
+    for _ in tf.range(num_steps):
+      batches = tuple(it.next() for it in iterators)
+      stats = strategy.run(step_fn, (batches, weights))
+      totals = [{k: t[k] + strategy.reduce(tf.distribute.ReduceOp.SUM, s[k], axis=None)
+                 for k in keys} for t, s in zip(totals, stats)]
+      _after_update(step, pruner)
+    state.problem_steps.assign_add(counted * tf.cast(num_steps, tf.int64))
+    return totals
+
+  return train_loop
+
+
+def _after_update(step, pruner):
+  step.assign_add(1)
+  if pruner is not None:  # Zhu & Gupta schedule, then keep pruned weights at zero
+    pruner.update(step)
+    pruner.apply()

@@ -81,6 +81,12 @@ class TrainConfig:
   # moments are dominated by the problem with the noisiest gradients, which shrinks the
   # others' steps on the shared weights; in multimodel.gin that cost little (README).
   optimizer_state: str = "shared"
+  # How a mixture's steps use its problems: 'sampled' (each update trains one problem,
+  # drawn by the mixture's rates, as Tensor2Tensor's multi-problem training) or 'summed'
+  # (each update sums every problem's gradient, weighted by its rate; examples of all
+  # problems in every step, as T5's mixtures mix them into every batch). Same expected
+  # gradient; 'summed' gives every problem every update.
+  mixture_update: str = "sampled"
 
 
 # binding -> (lowest allowed value, what the range is called)
@@ -97,6 +103,7 @@ _BOOLS = ("pack", "noise_scale", "jit_compile", "deterministic", "cache", "repor
 _ROLES = ("eval_role", "final_eval_role")
 INIT_SCOPES = ("all", "backbone", "backbone_and_adapters")
 OPTIMIZER_STATES = ("shared", "per_problem")
+MIXTURE_UPDATES = ("sampled", "summed")
 TRAINABLE = ("all", "adapters", "adapters_and_norms")
 PER_PROBLEM_KEYS = ("batch_size", "batch_tokens", "label_smoothing", "train_split")
 
@@ -137,7 +144,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
   if not isinstance(cfg.init_from, str):
     _fail("init_from", cfg.init_from, "a run directory or checkpoint path ('' : none)")
   for name, allowed in (("init_scope", INIT_SCOPES), ("trainable", TRAINABLE),
-                        ("optimizer_state", OPTIMIZER_STATES)):
+                        ("optimizer_state", OPTIMIZER_STATES),
+                        ("mixture_update", MIXTURE_UPDATES)):
     if getattr(cfg, name) not in allowed:
       _fail(name, getattr(cfg, name), "one of " + ", ".join(repr(a) for a in allowed))
   for name in _ROLES:
@@ -196,6 +204,19 @@ def binding(c: TrainConfig, problem_name: str, key: str) -> str:
   if key in c.per_problem.get(problem_name, {}):
     return f"TrainConfig.per_problem[{problem_name!r}][{key!r}]"
   return f"TrainConfig.{key}"
+
+
+def check_summed(c: TrainConfig, is_async: bool, use_moe: bool):
+  """What 'summed' mixture updates do not combine with (yet): one line naming it."""
+  for what, present in (
+      ("parameter-server training", is_async),
+      ("TrainConfig.optimizer_state='per_problem'", c.optimizer_state == "per_problem"),
+      ("TrainConfig.grad_accum_steps > 1", c.grad_accum_steps > 1),
+      ("TrainConfig.noise_scale=True", c.noise_scale),
+      ("a mixture-of-experts backbone", use_moe)):
+    if present:
+      raise UserError("gin binding TrainConfig.mixture_update='summed': not available "
+                      f"with {what} (use 'sampled')")
 
 
 def check_against_problems(c: TrainConfig, problems, num_replicas: int = 1):

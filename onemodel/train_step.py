@@ -81,18 +81,62 @@ def build_step_fn(model, optimizer, problem: str, *, grad_accum_steps: int = 1,
       for i, g in zip(live, clipped):
         grads[i] = g
     opt.apply_gradients([(grads[i], variables[i]) for i in live])
-    one = micro(0)
-    shape = tf.shape(one["targets"])
-    stats.update(throughput.batch_shapes(model.encoded_length(name, one), shape[1],
-                                         shape[0] * k))
-    examples = tf.cast(shape[0] * k, tf.float32)
-    if "targets_segment_ids" in one:  # packed rows: count the examples in them
-      examples = tf.reduce_sum(tf.reduce_max(tf.cast(batch["targets_segment_ids"],
-                                                     tf.float32), axis=-1))
-    stats.update(loss_sum=loss_sum, tokens=tokens, examples=examples)
+    stats.update(batch_stats(model, name, micro(0), batch, k), loss_sum=loss_sum,
+                 tokens=tokens)
     return stats
 
   if jit_compile:
     step_fn = tf.function(step_fn, jit_compile=True)
   return step_fn
+
+
+def build_summed_step_fn(model, optimizer, problems, label_smoothing, *,
+                         clipnorm: float = 0.0, jit_compile: bool = False):
+  """One replica's training step on every problem of `problems` at once
+  (TrainConfig.mixture_update='summed'): one optimizer update from the sum of their
+  gradients, problem i's mean token loss over its global batch weighted by weights[i].
+  Weights are the mixture's rates, so the update's expectation is that of a step on a
+  problem drawn by them. -> step_fn(batches, weights) -> [{statistic: scalar}] per
+  problem, in `problems` order."""
+  variables = model.trainable_variables
+
+  def step_fn(batches, weights):
+    ctx = tf.distribute.get_replica_context()
+    summed, out = [None] * len(variables), []
+    for i, (name, batch) in enumerate(zip(problems, batches)):
+      local_tokens = tf.reduce_sum(tf.cast(batch["targets"] != 0, tf.float32))
+      global_tokens = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_tokens)
+      with tf.GradientTape() as tape:  # one problem's graph at a time: less memory
+        logits = model(batch, problem=name, training=True)
+        loss_sum, tokens = model_lib.token_loss(logits, batch["targets"],
+                                                label_smoothing[i])
+        loss = weights[i] * loss_sum / tf.maximum(global_tokens, 1.0)
+      for j, g in enumerate(tape.gradient(loss, variables)):
+        if g is not None:
+          g = tf.convert_to_tensor(g)
+          summed[j] = g if summed[j] is None else summed[j] + g
+      out.append(dict(batch_stats(model, name, batch, batch, 1), loss_sum=loss_sum,
+                      tokens=tokens))
+    live = [j for j, g in enumerate(summed) if g is not None]
+    grads = [summed[j] for j in live]
+    if clipnorm:
+      grads = optim.clip_global_gradient(grads, clipnorm)
+    optimizer.apply_gradients([(g, variables[j]) for g, j in zip(grads, live)])
+    return out
+
+  if jit_compile:
+    step_fn = tf.function(step_fn, jit_compile=True)
+  return step_fn
+
+
+def batch_stats(model, name, one, batch, k):
+  """The shapes (for the FLOP count) and examples of one update's batch: `one` is a
+  micro-batch of the k in `batch`."""
+  shape = tf.shape(one["targets"])
+  stats = throughput.batch_shapes(model.encoded_length(name, one), shape[1], shape[0] * k)
+  examples = tf.cast(shape[0] * k, tf.float32)
+  if "targets_segment_ids" in one:  # packed rows: count the examples in them
+    examples = tf.reduce_sum(tf.reduce_max(tf.cast(batch["targets_segment_ids"],
+                                                   tf.float32), axis=-1))
+  return dict(stats, examples=examples)
 

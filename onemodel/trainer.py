@@ -51,8 +51,8 @@ from onemodel import vocab as vocab_lib
 from onemodel import warm_start
 from onemodel.errors import UserError
 from onemodel.progress import Progress
-from onemodel.train_config import (TrainConfig, binding, check_against_problems, setting,
-                                   validate)
+from onemodel.train_config import (TrainConfig, binding, check_against_problems,
+                                   check_summed, setting, validate)
 
 __all__ = ["Trainer", "TrainConfig", "Progress"]
 
@@ -147,6 +147,7 @@ class Trainer:
     self.weights_checkpoint = tf.train.Checkpoint(weights=weights, step=self.step,
                                                   problem_steps=self.problem_steps)
     self.hooks, self.pruner, self.optimizer, self.optimizers = [], None, None, {}
+    self.summed = False  # TrainConfig.mixture_update, for a mixture
     if training:
       self._build_training_state()
     ckpt_dir = self.run_dir.join("checkpoints")
@@ -181,6 +182,9 @@ class Trainer:
     cfg, k = self.cfg, self.cfg.grad_accum_steps
     # One optimizer, or one per problem of a mixture (TrainConfig.optimizer_state).
     per_problem = bool(self.mixture) and cfg.optimizer_state == "per_problem"
+    self.summed = bool(self.mixture) and cfg.mixture_update == "summed"
+    if self.summed:
+      check_summed(cfg, self.is_async, self.model.cfg.ffn == "moe")
     if per_problem and self.is_async:
       raise UserError("gin binding TrainConfig.optimizer_state='per_problem': not "
                       "available with parameter-server training (use 'shared')")
@@ -224,6 +228,13 @@ class Trainer:
         use_moe="moe_dropped" in self.stat_keys, measure_noise=self.cfg.noise_scale,
         jit_compile=self.jit_compile)
 
+  def summed_step_fn(self, indices):
+    names = [self.problems[i].name for i in indices]
+    return train_step.build_summed_step_fn(
+        self.model, self.optimizer, names,
+        [setting(self.cfg, n, "label_smoothing") for n in names], clipnorm=self.clipnorm,
+        jit_compile=self.jit_compile)
+
   def dataset(self, ctx: tf.distribute.InputContext, problem, shard=None):
     """One input pipeline's training batches of `problem` (per replica)."""
     per_replica = ctx.get_per_replica_batch_size(setting(self.cfg, problem.name, "batch_size"))
@@ -253,7 +264,8 @@ class Trainer:
         steps_per_loop=self.cfg.steps_per_loop, train_steps=self.cfg.train_steps,
         step_fn=self.step_fn, dataset=self.dataset, stat_keys=tuple(self.stat_keys),
         step=self.step, problem_steps=self.problem_steps,
-        iterations=self.optimizer.iterations, version=self.version, pruner=self.pruner)
+        iterations=self.optimizer.iterations, version=self.version, pruner=self.pruner,
+        summed_step_fn=self.summed_step_fn if self.summed else None)
 
   def train_loop(self, index: int = 0):
     """The `tf.function` that trains problem `index` for n steps (benchmarks, tests)."""
