@@ -102,6 +102,15 @@ def step_jit_compile(strategy, wanted: bool) -> bool:
   return wanted and not why_not
 
 
+def final_barrier(strategy):
+  """Multi-worker Mirrored: a last collective at the end of training, so no worker
+  leaves while the chief is still evaluating (the coordination service would report
+  the departed worker as crashed)."""
+  if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    tf.function(lambda: strategy.reduce(
+        tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None))()
+
+
 def _tasks(resolver, kind: str) -> int:
   spec = resolver.cluster_spec()
   return spec.num_tasks(kind) if kind in spec.jobs else 0

@@ -101,3 +101,13 @@ def peak_gflops(refresh: bool = False) -> float:
   except OSError:
     pass
   return value
+
+
+def report_peak(wanted: bool) -> float:
+  """The peak a run's MFU is measured against (0.0: not wanted), printed once."""
+  if not wanted:
+    return 0.0
+  peak = peak_gflops()
+  print(f"matmul peak of this machine: {peak:.0f} GFLOP/s (fp32; MFU is measured "
+        "against it)", flush=True)
+  return peak

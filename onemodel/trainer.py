@@ -63,7 +63,8 @@ STAT_KEYS = ("loss_sum", "tokens", "examples", "enc_tokens", "dec_tokens", "enc_
 class Trainer:
   """One problem or a mixture in `output_dir`. A mixture trains one model on all its
   problems: each step draws one problem (`mixtures.Sampler`) and runs that problem's
-  step on the shared weights. With `training=False` (evaluation, export, decoding) no
+  step on the shared weights, or, with TrainConfig.mixture_update='summed', updates them
+  with every problem's gradient at once. With `training=False` (evaluation, export, decoding) no
   optimizer and no training input pipeline are built."""
 
   def __init__(self, output_dir: str, data_dir: str, manual_dir: str,
@@ -397,7 +398,7 @@ class Trainer:
           print(f"{p.name}: training on {p.splits['train']!r}, "
                 f"{data_lib.train_size(p, self.data_dir):,} examples", flush=True)
     writer, eval_writer = self._writer("train"), self._writer("eval")
-    progress = Progress(cfg.train_steps, start, self._peak_gflops(), self.model.cfg,
+    progress = Progress(cfg.train_steps, start, throughput.report_peak(cfg.report_mfu), self.model.cfg,
                         [self.model.target_embedding(p.name).vocab_size
                          for p in self.problems])
     hooks = list(self.hooks) + list(runner.hooks)
@@ -452,18 +453,5 @@ class Trainer:
       results = self.evaluate(cfg.final_eval_role, final_step, eval_writer, tag=tag,
                               decode_cfg=self.final_decode_cfg)
     eval_writer.flush()
-    if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
-      # A last collective: no worker leaves while the chief is still evaluating (the
-      # coordination service would report the departed worker as crashed).
-      tf.function(lambda: self.strategy.reduce(
-          tf.distribute.ReduceOp.SUM, self.strategy.run(lambda: tf.constant(1.0)),
-          axis=None))()
+    distribute.final_barrier(self.strategy)
     return {"step": step, "loss": loss, "eval": results if self.is_chief else None}
-
-  def _peak_gflops(self) -> float:
-    if not self.cfg.report_mfu:
-      return 0.0
-    peak = throughput.peak_gflops()
-    print(f"matmul peak of this machine: {peak:.0f} GFLOP/s (fp32; MFU is measured "
-          "against it)", flush=True)
-    return peak
