@@ -65,6 +65,18 @@ def test_gin_selects_the_policy(policy_reset):
     precision.from_gin()
 
 
+def test_auto_picks_bfloat16_only_on_cpus_with_bfloat16_matmuls(tmp_path):
+  flags = "flags\t\t: fpu sse2 avx2 fma avx512f avx512bw"
+  for extra, expected in (("", "float32"), (" avx512_bf16", "mixed_bfloat16"),
+                          (" amx_tile amx_bf16", "mixed_bfloat16")):
+    (tmp_path / "cpuinfo").write_text(f"processor\t: 0\n{flags}{extra}\n")
+    assert precision.resolve("auto", str(tmp_path / "cpuinfo")) == expected
+  assert precision.resolve("auto", str(tmp_path / "missing")) == "float32"
+  assert precision.resolve("float32", str(tmp_path / "cpuinfo")) == "float32"
+  with pytest.raises(UserError, match=r"'float32', 'mixed_bfloat16', 'auto'"):
+    precision.resolve("bf16")
+
+
 def test_bf16_step_trains_and_matches_float32_loss(policy_reset):
   batch = _batch()
   tf.keras.utils.set_random_seed(0)
