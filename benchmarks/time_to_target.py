@@ -223,7 +223,7 @@ def estimate_min(kind, what):
   if kind == "peer":
     return PEER_ESTIMATE_MIN[what]
   if what == JOINT:
-    return sum(TARGETS[p][3] for p in JOINT_PROBLEMS)
+    return 75.0  # multimodel.gin's summed 1,500 updates: 73 min on a 2-core AVX2 VM
   return TARGETS[what][3]
 
 
@@ -322,6 +322,28 @@ def add_peer_targets(rows, records):
           hit["wall_s"] / 60 * r["peak_gflops"] / REFERENCE_GFLOPS if hit else None)
 
 
+def joint_vs_singles(records):
+  """Issue item 4 on one machine: per seed with the joint run and all four single runs
+  in this invocation's records, the joint run's whole wall time over the singles'
+  together, and whether each met its test targets."""
+  out = []
+  for seed in sorted({r["seed"] for r in records if r.get("problem") == JOINT}):
+    mine = {r["problem"]: r for r in records
+            if r.get("seed") == seed and "peer" not in r and r.get("rc") == 0}
+    if not all(p in mine for p in (JOINT,) + JOINT_PROBLEMS):
+      continue
+    singles_s = sum(mine[p]["run_s"] for p in JOINT_PROBLEMS)
+
+    def met(rec, p):
+      return meets(rec["problems"][p]["test"], TARGETS[p][1], TARGETS[p][2])
+
+    out.append({"seed": seed, "joint_s": mine[JOINT]["run_s"], "singles_s": singles_s,
+                "ratio": mine[JOINT]["run_s"] / singles_s,
+                "joint_met": [p for p in JOINT_PROBLEMS if met(mine[JOINT], p)],
+                "singles_met": [p for p in JOINT_PROBLEMS if met(mine[p], p)]})
+  return out
+
+
 def cell(values, digits=2):
   """median [min, max] of the seeds that reached the target, and how many did."""
   text = fmt_mr(median_range(values), digits=digits)
@@ -331,7 +353,7 @@ def cell(values, digits=2):
 
 def bar_cell(row):
   """A single run's bar is its problem's; the joint run's (item 4 of the issue) is the
-  four single runs' wall time together, measured by their own invocations."""
+  four single runs' wall time together: `joint_vs_singles` when they ran with it."""
   if row["run"] == JOINT:
     return "<= the 4 singles' runs together"
   return f"<= {row['bar_min']:g}"
@@ -385,6 +407,16 @@ def report(rows, rats, records, args, prep_s, wall_s, reused=()):
                                                                   x["peer_min"]))
       lines.append(f"- {x['problem']} vs {x['peer']}: {ratio} (ours {ours}, peer {peer} "
                    "normalized minutes; medians over the seeds that reached it)")
+  versus = joint_vs_singles(records)
+  if versus:
+    lines += ["", "One model against the four single recipes, same seed, same machine, "
+              "this table's runs (wall time spawn to exit, test evaluation included):", ""]
+    for x in versus:
+      lines.append(
+          f"- seed {x['seed']}: joint {x['joint_s'] / 60:.1f} min, singles together "
+          f"{x['singles_s'] / 60:.1f} min (joint / singles {x['ratio']:.2f}); test "
+          f"targets met: joint {len(x['joint_met'])}/4, singles "
+          f"{len(x['singles_met'])}/4")
   if failed:
     lines += ["", f"FAILED (non-zero exit; see their logs): {', '.join(failed)}"]
   if reused:
@@ -513,6 +545,7 @@ def main():
   with open(base + ".md", "w") as f:
     f.write(text)
   runlib.write_json(base + ".json", {"rows": rows, "ratios": rats, "records": records,
+                                     "joint_vs_singles": joint_vs_singles(records),
                                      "prep_s": prep_s, "machine": runlib.machine()})
   plot(rows, records, base + ".png")
   print(open(base + ".md").read())

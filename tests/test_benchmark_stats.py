@@ -199,3 +199,22 @@ def test_transfer_ledger_records_a_finished_run(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="scratch_s0: the ledger's run trained an unknown "
                                          "version of gin/experiments/fsdd.gin"):
       transfer.to_run(specs, {"joint_to_fsdd_10pct": legacy}, str(root))
+
+
+def test_joint_run_is_compared_with_the_same_seeds_four_singles():
+  import time_to_target as ttt
+  tests = {"mnist": 99.2, "fsdd": 2.0, "sst2": 81.0, "multi30k_en_de": 35.5}
+
+  def rec(problem, seed, run_s, rc=0):
+    per = ttt.JOINT_PROBLEMS if problem == ttt.JOINT else (problem,)
+    return {"problem": problem, "seed": seed, "run_s": run_s, "rc": rc,
+            "problems": {p: {"test": tests[p]} for p in per}}
+  records = [rec(ttt.JOINT, 0, 600.0), rec("mnist", 0, 60.0), rec("fsdd", 0, 120.0),
+             rec("sst2", 0, 180.0), rec("multi30k_en_de", 0, 1140.0),
+             rec(ttt.JOINT, 1, 500.0), rec("mnist", 1, 60.0), rec("fsdd", 1, 1.0, rc=1),
+             rec("sst2", 1, 180.0), rec("multi30k_en_de", 1, 1140.0),
+             {"peer": "mnist_convnet", "problem": "mnist", "seed": 0, "run_s": 9e9,
+              "rc": 0}]
+  (x,) = ttt.joint_vs_singles(records)  # seed 1's fsdd failed: no comparison for it
+  assert x["seed"] == 0 and x["singles_s"] == 1500.0 and x["ratio"] == 0.4
+  assert x["joint_met"] == x["singles_met"] == ["mnist", "fsdd", "multi30k_en_de"]
