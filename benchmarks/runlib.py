@@ -199,3 +199,27 @@ def paired_interval(a, b):
   mean, sd = mean_sd(diffs)
   half = t975(len(diffs) - 1) * sd / math.sqrt(len(diffs))
   return mean, mean - half, mean + half
+
+
+def seeds_to_detect(mean: float, sd: float, limit: int = 1000):
+  """The fewest seeds n >= 2 whose paired 95% interval, at this mean difference and sd of
+  the differences, would exclude zero: t_{0.975, n-1} * sd / sqrt(n) < |mean|. None for a
+  zero mean (or beyond `limit`)."""
+  if mean == 0:
+    return None
+  for n in range(2, limit + 1):
+    if t975(n - 1) * sd / math.sqrt(n) < abs(mean):
+      return n
+  return None
+
+
+def verdict(mean: float, low: float, high: float, n: int, sd: float,
+            better: str = "higher") -> str:
+  """A paired difference (b - a, 95% interval [low, high] over n seeds) in words: 'gain'
+  or 'loss' for b when the interval excludes zero (`better`: which direction is a gain),
+  else how many seeds would detect a difference of this size."""
+  if low > 0 or high < 0:
+    return "gain" if (low > 0) == (better == "higher") else "loss"
+  need = seeds_to_detect(mean, sd)
+  return (f"no difference detectable with {n} seeds" +
+          (f" (about {need} would detect one of this size)" if need else ""))

@@ -14,6 +14,12 @@ first meets the target; the test split is read once, by the run's final evaluati
 `multimodel` is gin/experiments/multimodel.gin: one model on mnist, fsdd, sst2 and
 multi30k_en_de, each of its problems held to its own target. A recipe
 must exist and set `TrainConfig.eval_every_steps`, or the command stops at once.
+With `multimodel` and the four single problems in one invocation, the report compares
+them per seed (wall time, targets met) and per problem: joint minus single test value,
+paired by seed, with its 95% interval and a verdict in words (gain, loss, or how many
+seeds would detect a difference of that size) -- the MultiModel table at the quality of
+the time-to-target recipes (`benchmarks/joint_vs_single.py` is the controlled-budget
+variant: equal own-step budgets, fixed warmup rule, an ablation).
 
 Times: `to_target_min` runs from process spawn (Python and TensorFlow start-up, input
 pipeline, earlier evaluations included) to the end of the training chunk whose
@@ -223,7 +229,7 @@ def estimate_min(kind, what):
   if kind == "peer":
     return PEER_ESTIMATE_MIN[what]
   if what == JOINT:
-    return 80.0  # multimodel.gin: 1,500 summed updates took 83 min on a 2-core AVX2 VM
+    return 35.0  # multimodel.gin: 1,500 summed updates, 38 min at a 171 GFLOP/s peak
   return TARGETS[what][3]
 
 
@@ -351,6 +357,48 @@ def cell(values, digits=2):
   return f"{text} ({len(values) - missed}/{len(values)} seeds)" if missed else text
 
 
+def joint_minus_single(records):
+  """Per problem, over the seeds with both runs: single and joint test values (mean, sd)
+  and joint - single with its 95% interval paired by seed (issue #23 item 6), in words."""
+  out = []
+  for p in JOINT_PROBLEMS:
+    pairs = {}
+    for kind in (p, JOINT):
+      for r in records:
+        if r.get("problem") == kind and "peer" not in r and r.get("rc") == 0:
+          test = r["problems"].get(p, {}).get("test")
+          if test is not None:
+            pairs.setdefault(r["seed"], {})[kind] = test
+    seeds = sorted(s for s, v in pairs.items() if len(v) == 2)
+    single, joint = ([pairs[s][k] for s in seeds] for k in (p, JOINT))
+    row = {"problem": p, "metric": TARGETS[p][0], "seeds": seeds, "single": single,
+           "joint": joint}
+    if len(seeds) >= 2:
+      mean, low, high = runlib.paired_interval(single, joint)
+      sd = runlib.mean_sd([j - s for s, j in zip(single, joint)])[1]
+      row.update(diff=mean, low=low, high=high,
+                 words=runlib.verdict(mean, low, high, len(seeds), sd, TARGETS[p][1]))
+    out.append(row)
+  return out
+
+
+def joint_minus_single_lines(rows):
+  rows = [r for r in rows if r["seeds"]]
+  if not rows:
+    return []
+  lines = ["", "Joint minus single on the test splits, paired by seed (these runs):", "",
+           "| problem | metric | seeds | single, mean ± sd | joint, mean ± sd | joint − "
+           "single, 95% interval | in words |", "|---|---|---|---|---|---|---|"]
+  for r in rows:
+    ms = [runlib.mean_sd(r[k]) for k in ("single", "joint")]
+    diff = (f"{r['diff']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}]" if "diff" in r
+            else "- (one seed)")
+    lines.append(f"| {r['problem']} | {r['metric']} | {len(r['seeds'])} | "
+                 f"{ms[0][0]:.2f} ± {ms[0][1]:.2f} | {ms[1][0]:.2f} ± {ms[1][1]:.2f} | "
+                 f"{diff} | {r.get('words', '-')} |")
+  return lines
+
+
 def bar_cell(row):
   """A single run's bar is its problem's; the joint run's (item 4 of the issue) is the
   four single runs' wall time together: `joint_vs_singles` when they ran with it."""
@@ -417,6 +465,7 @@ def report(rows, rats, records, args, prep_s, wall_s, reused=()):
           f"{x['singles_s'] / 60:.1f} min (joint / singles {x['ratio']:.2f}); test "
           f"targets met: joint {len(x['joint_met'])}/4, singles "
           f"{len(x['singles_met'])}/4")
+  lines += joint_minus_single_lines(joint_minus_single(records))
   if failed:
     lines += ["", f"FAILED (non-zero exit; see their logs): {', '.join(failed)}"]
   if reused:
@@ -546,6 +595,7 @@ def main():
     f.write(text)
   runlib.write_json(base + ".json", {"rows": rows, "ratios": rats, "records": records,
                                      "joint_vs_singles": joint_vs_singles(records),
+                                     "joint_minus_single": joint_minus_single(records),
                                      "prep_s": prep_s, "machine": runlib.machine()})
   plot(rows, records, base + ".png")
   print(open(base + ".md").read())

@@ -218,3 +218,45 @@ def test_joint_run_is_compared_with_the_same_seeds_four_singles():
   (x,) = ttt.joint_vs_singles(records)  # seed 1's fsdd failed: no comparison for it
   assert x["seed"] == 0 and x["singles_s"] == 1500.0 and x["ratio"] == 0.4
   assert x["joint_met"] == x["singles_met"] == ["mnist", "fsdd", "multi30k_en_de"]
+
+
+def test_seeds_to_detect_and_the_verdict_in_words():
+  # t_{0.975,5} / sqrt(6) = 1.05 > 1, t_{0.975,6} / sqrt(7) = 0.92 < 1
+  assert runlib.seeds_to_detect(1.0, 1.0) == 7
+  assert runlib.seeds_to_detect(-1.0, 1.0) == 7
+  assert runlib.seeds_to_detect(0.0, 1.0) is None
+  assert runlib.verdict(0.5, 0.1, 0.9, 3, 0.2) == "gain"
+  assert runlib.verdict(0.5, 0.1, 0.9, 3, 0.2, better="lower") == "loss"
+  assert runlib.verdict(-0.5, -0.9, -0.1, 3, 0.2, better="lower") == "gain"
+  assert runlib.verdict(1.0, -0.5, 2.5, 3, 1.0) == (
+      "no difference detectable with 3 seeds (about 7 would detect one of this size)")
+
+
+def test_joint_minus_single_is_paired_by_seed_in_the_right_direction():
+  import time_to_target as ttt
+
+  def rec(problem, seed, values, rc=0):
+    per = ttt.JOINT_PROBLEMS if problem == ttt.JOINT else (problem,)
+    return {"problem": problem, "seed": seed, "run_s": 1.0, "rc": rc,
+            "problems": {p: {"test": values[p]} for p in per}}
+  single = {0: {"mnist": 99.0, "fsdd": 3.0, "sst2": 82.0, "multi30k_en_de": 35.0},
+            1: {"mnist": 99.2, "fsdd": 2.0, "sst2": 83.0, "multi30k_en_de": 36.0},
+            2: {"mnist": 99.1, "fsdd": 2.5, "sst2": 81.0, "multi30k_en_de": 34.0}}
+  # joint: mnist +0.1 on every seed (gain), fsdd WER +1.0 on every seed (a loss: lower
+  # is better), sst2 +2/-2/0 (nothing detectable), Multi30k only seed 0 and 1 in pairs
+  joint = {s: {"mnist": v["mnist"] + 0.1, "fsdd": v["fsdd"] + 1.0,
+               "sst2": v["sst2"] + (2.0, -2.0, 1.0)[s],
+               "multi30k_en_de": v["multi30k_en_de"] - 1.0} for s, v in single.items()}
+  records = [rec(p, s, single[s]) for s in single for p in ttt.JOINT_PROBLEMS]
+  records += [rec(ttt.JOINT, s, joint[s], rc=1 if s == 2 else 0) for s in joint]
+  records[3]["rc"] = 1  # seed 0's Multi30k single failed
+  rows = {r["problem"]: r for r in ttt.joint_minus_single(records)}
+  assert rows["mnist"]["seeds"] == [0, 1] and rows["mnist"]["words"] == "gain"
+  assert rows["mnist"]["diff"] == pytest.approx(0.1)
+  assert rows["fsdd"]["words"] == "loss"
+  assert rows["sst2"]["diff"] == pytest.approx(0.0)
+  assert rows["sst2"]["words"] == "no difference detectable with 2 seeds"
+  assert rows["multi30k_en_de"]["seeds"] == [1] and "diff" not in rows["multi30k_en_de"]
+  text = "\n".join(ttt.joint_minus_single_lines(list(rows.values())))
+  assert "| fsdd | wer | 2 | 2.50 ± 0.71 | 3.50 ± 0.71 | +1.00 [+1.00, +1.00] | loss |" in text
+  assert "| multi30k_en_de | bleu | 1 |" in text and "- (one seed)" in text
