@@ -90,8 +90,10 @@ def _assert_same(a, b, atol):
   assert worst < atol, worst
 
 
-def test_mirrored_two_cpus_equals_one_device(tmp_path, data_dir, manual_dir):
-  """Same global batch, same seed: one device and 2 mirrored replicas end equal."""
+def _one_device_and_mirrored(tmp_path, data_dir, manual_dir, bindings, after=""):
+  """Trains the same 4 steps on one device and on 2 mirrored replicas (two logical
+  CPUs), each in a process of its own; `after` runs in each process after training ->
+  (the two outputs, and the weights of one device before and after and of mirrored)."""
   script = textwrap.dedent(f"""
       import sys, gin, numpy as np, tensorflow as tf
       cpu = tf.config.list_physical_devices('CPU')[0]
@@ -104,7 +106,8 @@ def test_mirrored_two_cpus_equals_one_device(tmp_path, data_dir, manual_dir):
       strategy = (tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1']) if name == 'mirrored'
                   else tf.distribute.OneDeviceStrategy('/cpu:0'))
       common.parse_gin(['gin/models/tiny.gin'], {TINY + ['TrainConfig.train_steps=4',
-                                                        "TrainConfig.final_eval_role=''"]!r})
+                                                        "TrainConfig.final_eval_role=''",
+                                                        *bindings]!r})
       t = trainer.Trainer({str(tmp_path)!r} + '/' + name, {data_dir!r}, {manual_dir!r},
                           strategy=strategy)
       assert t.strategy.num_replicas_in_sync == (2 if name == 'mirrored' else 1)
@@ -113,70 +116,50 @@ def test_mirrored_two_cpus_equals_one_device(tmp_path, data_dir, manual_dir):
       t.train()
       np.savez({str(tmp_path)!r} + '/' + name + '.npz',
                *[v.numpy() for v in t.model.variables])
-      # Distributed evaluation: the one-device checkpoint, evaluated under this strategy.
+  """) + textwrap.dedent(after)
+  outs = []
+  for name in ("one", "mirrored"):
+    rc, out = _finish(_start([sys.executable, "-c", script, name]), 300)
+    assert rc == 0, out[-3000:]
+    outs.append(out)
+  return outs, [np.load(tmp_path / f"{n}.npz") for n in ("init_one", "one", "mirrored")]
+
+
+def _assert_equal_and_trained(init, one, mirrored):
+  assert len(one.files) > 10
+  worst = max(float(np.max(np.abs(one[k] - mirrored[k]))) for k in one.files)
+  assert worst < 1e-5, worst
+  moved = max(float(np.max(np.abs(one[k] - init[k]))) for k in one.files)
+  assert moved > 1e-2, moved  # training really changed the weights
+
+
+def test_mirrored_two_cpus_equals_one_device(tmp_path, data_dir, manual_dir):
+  """Same global batch, same seed: one device and 2 mirrored replicas end equal."""
+  # Distributed evaluation: the one-device checkpoint, evaluated under each strategy.
+  outs, weights = _one_device_and_mirrored(tmp_path, data_dir, manual_dir, [], f"""
       ev = trainer.Trainer({str(tmp_path)!r} + '/' + name, {data_dir!r}, {manual_dir!r},
                            strategy=strategy, training=False)
       ev.restore({str(tmp_path)!r} + '/one/checkpoints/ckpt-4')
       m = ev.evaluate('test', 4)
       print('EVAL', m['accuracy'], m['loss_per_token'])
   """)
-  evals = []
-  for name in ("one", "mirrored"):
-    rc, out = _finish(_start([sys.executable, "-c", script, name]), 300)
-    assert rc == 0, out[-3000:]
-    evals.append([float(x) for x in re.search(r"EVAL (\S+) (\S+)", out).groups()])
+  evals = [[float(x) for x in re.search(r"EVAL (\S+) (\S+)", out).groups()]
+           for out in outs]
   # Metrics of one checkpoint are the same under both strategies.
   assert evals[0][0] == evals[1][0]
   assert abs(evals[0][1] - evals[1][1]) < 1e-6
-  one, mirrored = np.load(tmp_path / "one.npz"), np.load(tmp_path / "mirrored.npz")
-  init = np.load(tmp_path / "init_one.npz")
-  assert len(one.files) > 10
-  worst = max(float(np.max(np.abs(one[k] - mirrored[k]))) for k in one.files)
-  assert worst < 1e-5, worst
-  moved = max(float(np.max(np.abs(one[k] - init[k]))) for k in one.files)
-  assert moved > 1e-2, moved  # training really changed the weights
+  _assert_equal_and_trained(*weights)
 
 
 def test_mirrored_summed_mixture_equals_one_device(tmp_path, data_dir, manual_dir):
   """A summed mixture update (TrainConfig.mixture_update='summed': one batch of every
   problem, their losses weighted by rate) on 2 mirrored replicas ends equal to one device
   on the same global batches: each problem's loss is divided by its global token count."""
-  script = textwrap.dedent(f"""
-      import sys, gin, numpy as np, tensorflow as tf
-      cpu = tf.config.list_physical_devices('CPU')[0]
-      tf.config.set_logical_device_configuration(
-          cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-      from onemodel import registry, trainer
-      from onemodel.cli import common
-      registry.load_plugins()
-      name = sys.argv[1]
-      strategy = (tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1']) if name == 'mirrored'
-                  else tf.distribute.OneDeviceStrategy('/cpu:0'))
-      common.parse_gin(['gin/models/tiny.gin'], {TINY + [
-          'TrainConfig.train_steps=4', "TrainConfig.final_eval_role=''",
-          "joint/Mixture.name='mnist_fsdd'", "joint/Mixture.problems=['mnist', 'fsdd']",
-          "joint/Mixture.rates={'mnist': 1.0, 'fsdd': 3.0}",
-          'TrainConfig.problem=@joint/Mixture()',
-          "TrainConfig.mixture_update='summed'"]!r})
-      t = trainer.Trainer({str(tmp_path)!r} + '/' + name, {data_dir!r}, {manual_dir!r},
-                          strategy=strategy)
-      assert t.strategy.num_replicas_in_sync == (2 if name == 'mirrored' else 1)
-      np.savez({str(tmp_path)!r} + '/init_' + name + '.npz',
-               *[v.numpy() for v in t.model.variables])
-      t.train()
-      np.savez({str(tmp_path)!r} + '/' + name + '.npz',
-               *[v.numpy() for v in t.model.variables])
-  """)
-  for name in ("one", "mirrored"):
-    rc, out = _finish(_start([sys.executable, "-c", script, name]), 300)
-    assert rc == 0, out[-3000:]
-  one, mirrored = np.load(tmp_path / "one.npz"), np.load(tmp_path / "mirrored.npz")
-  init = np.load(tmp_path / "init_one.npz")
-  assert len(one.files) > 10
-  worst = max(float(np.max(np.abs(one[k] - mirrored[k]))) for k in one.files)
-  assert worst < 1e-5, worst
-  moved = max(float(np.max(np.abs(one[k] - init[k]))) for k in one.files)
-  assert moved > 1e-2, moved  # training really changed the weights
+  _, weights = _one_device_and_mirrored(tmp_path, data_dir, manual_dir, [
+      "joint/Mixture.name='mnist_fsdd'", "joint/Mixture.problems=['mnist', 'fsdd']",
+      "joint/Mixture.rates={'mnist': 1.0, 'fsdd': 3.0}",
+      "TrainConfig.problem=@joint/Mixture()", "TrainConfig.mixture_update='summed'"])
+  _assert_equal_and_trained(*weights)
 
 
 def test_distributed_eval_equals_one_device_eval(tmp_path, data_dir, manual_dir):
