@@ -2,6 +2,8 @@
 
 import time
 
+import tensorflow as tf
+
 from onemodel import throughput
 
 
@@ -43,3 +45,18 @@ class Progress:
     print(f"step {step}/{self.total} | loss {loss:.4f} | {rate:.2f} steps/s{shown} | "
           f"ETA {int(eta // 60)}m{int(eta % 60):02d}s{extra}", flush=True)
     return rate, scalars
+
+
+def scalar_logger(writer, optimizer):
+  """-> log_scalars(step, loss, steps_per_sec, extra): a progress line's numbers and the
+  optimizer's current learning rate as TensorBoard scalars of `writer`."""
+
+  def log_scalars(step, loss, rate, extra):
+    lr = optimizer.learning_rate
+    lr = float(lr.numpy() if hasattr(lr, "numpy") else lr)
+    with writer.as_default():
+      for name, value in dict(loss=loss, steps_per_sec=rate, learning_rate=lr,
+                              **extra).items():
+        tf.summary.scalar(name, value, step=step)
+
+  return log_scalars

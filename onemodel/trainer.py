@@ -50,7 +50,7 @@ from onemodel import train_step
 from onemodel import vocab as vocab_lib
 from onemodel import warm_start
 from onemodel.errors import UserError
-from onemodel.progress import Progress
+from onemodel.progress import Progress, scalar_logger
 from onemodel.train_config import (TrainConfig, binding, check_against_problems,
                                    check_summed, setting, validate)
 
@@ -398,19 +398,11 @@ class Trainer:
           print(f"{p.name}: training on {p.splits['train']!r}, "
                 f"{data_lib.train_size(p, self.data_dir):,} examples", flush=True)
     writer, eval_writer = self._writer("train"), self._writer("eval")
-    progress = Progress(cfg.train_steps, start, throughput.report_peak(cfg.report_mfu), self.model.cfg,
-                        [self.model.target_embedding(p.name).vocab_size
-                         for p in self.problems])
+    progress = Progress(cfg.train_steps, start, throughput.report_peak(cfg.report_mfu),
+                        self.model.cfg, [self.model.target_embedding(p.name).vocab_size
+                                         for p in self.problems])
     hooks = list(self.hooks) + list(runner.hooks)
     interrupts = interrupts_lib.Interrupts(self.keeper.save, self.strategy)
-
-    def log_scalars(step, loss, rate, extra):
-      lr = self.optimizer.learning_rate
-      lr = float(lr.numpy() if hasattr(lr, "numpy") else lr)
-      with writer.as_default():
-        for name, value in dict(loss=loss, steps_per_sec=rate, learning_rate=lr,
-                                **extra).items():
-          tf.summary.scalar(name, value, step=step)
 
     def evaluate(step) -> bool:  # every worker, when evaluation is distributed
       if self.is_chief or evaluation.distributed(self.strategy):
@@ -420,8 +412,8 @@ class Trainer:
 
     stopped = best is not None and best.stopped_at == start  # a re-run of a stopped run
     ctl = controller_lib.Controller(cfg, runner, hooks, progress, self.keeper.save,
-                                    evaluate, log_scalars, interrupts,
-                                    [p.name for p in self.problems])
+                                    evaluate, scalar_logger(writer, self.optimizer),
+                                    interrupts, [p.name for p in self.problems])
     try:
       if stopped:
         print(f"onemodel: this run stopped early at step {start} (TrainConfig.patience); "
