@@ -17,9 +17,10 @@ problem name is), or defined in gin and passed as the problem itself:
     joint/Mixture.rates = 'proportional'
     TrainConfig.problem = @joint/Mixture()
 
-There is no "language model first" rule and no hand-made vocabulary: the text features of
-a mixture's problems share one vocabulary learned from all their training text
-(`shared_vocab_name`). The problem for each training step is drawn from a generator seeded
+There is no "language model first" rule and no hand-made vocabulary: a mixture's problems
+with text targets share one vocabulary learned from all their training text
+(`shared_vocab_name`), as they share one embedding and softmax; a text classifier keeps
+its own (data.get_vocabs). The problem for each training step is drawn from a generator seeded
 by (seed, step), so a resumed run draws the same sequence it would have drawn.
 """
 

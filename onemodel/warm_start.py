@@ -93,6 +93,24 @@ def write_model_record(run_dir, model, vocabs) -> None:
                        if c.fingerprint}})
 
 
+def check_record(run_dir, model, vocabs) -> None:
+  """A run's checkpoints hold embeddings whose rows mean its vocabularies' pieces: read
+  with other vocabularies (another --data_dir, or a mixture whose vocabularies changed),
+  every id would mean another piece and nothing would say so. One UserError instead,
+  naming the component, when OUTPUT_DIR/model.json records another fingerprint."""
+  path = run_dir.join(MODEL_RECORD)
+  if not tf.io.gfile.exists(path):
+    return
+  recorded = json.loads(fileio.read_text(path)).get("fingerprints", {})
+  for c in components(model, vocabs):
+    if c.fingerprint and recorded.get(c.name, c.fingerprint) != c.fingerprint:
+      raise UserError(
+          f"run {run_dir.path} was trained with another vocabulary for {c.name} than "
+          f"this --data_dir has (fingerprint {recorded[c.name]} in {MODEL_RECORD}, "
+          f"{c.fingerprint} here): use the --data_dir it was trained with, or a new "
+          "--output_dir")
+
+
 def checkpoint_path(init_from: str) -> str:
   """A run directory, a checkpoints directory or a checkpoint prefix -> the prefix."""
   if tf.io.gfile.exists(init_from + ".index"):

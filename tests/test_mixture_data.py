@@ -1,5 +1,6 @@
 """Mixtures of any data: per-problem manual directories, and `onemodel-prepare
---problem=MIXTURE` preparing every member and their shared vocabulary."""
+--problem=MIXTURE` preparing every member and the vocabularies the run reads (one shared
+by the text-target problems, a classifier's own)."""
 
 import gzip
 import os
@@ -19,11 +20,15 @@ problem.register(sources.problem(
                                         "validation": ("val.en", "val.de")}),
     inputs=text, targets=text))
 problem.register(sources.problem(
+    "rev_small", sources.ParallelText({"train": ("train.de", "train.en"),
+                                       "validation": ("val.de", "val.en")}),
+    inputs=text, targets=text))
+problem.register(sources.problem(
     "sst_small", sources.Delimited({"train": "train.tsv", "validation": "dev.tsv"},
                                    {"inputs": ("sentence", "content"), "targets": "label"}),
     inputs=text, targets=problem.FeatureSpec("label", length=2, class_names=("neg", "pos"))))
 mixtures.register(mixtures.Mixture(name="small_text_mix",
-                                   problems=("m30k_small", "sst_small")))
+                                   problems=("m30k_small", "rev_small", "sst_small")))
 '''
 
 
@@ -35,7 +40,8 @@ def _head(path, n):
 
 
 def _small_text_mix(tmp_path, manual_dir):
-  """The plugin and its raw files: m30k_small under a root, sst_small elsewhere."""
+  """The plugin and its raw files: m30k_small under a root, sst_small elsewhere (and
+  rev_small, German -> English, reads m30k_small's directory)."""
   plug = tmp_path / "plug"
   plug.mkdir()
   (plug / "small.py").write_text(PLUGIN)
@@ -52,31 +58,39 @@ def _small_text_mix(tmp_path, manual_dir):
   return plug, elsewhere
 
 
-def test_a_joint_run_learns_only_the_shared_vocabulary(tmp_path, manual_dir):
-  # Each member's own vocabulary would be learned for nothing (about 20 s of the
-  # README's first command on a fresh machine).
+SHARED = "shared_sentencepiece_m30k_small_rev_small"
+
+
+def _manual_dirs(tmp_path, elsewhere):
+  root = tmp_path / "root"
+  return f"--manual_dir={root},sst_small={elsewhere},rev_small={root / 'm30k_small'}"
+
+
+def test_a_joint_run_learns_only_the_vocabularies_it_reads(tmp_path, manual_dir):
+  # The translators' own vocabularies would be learned for nothing (about 20 s of the
+  # README's first command on a fresh machine); the classifier's is its own.
   plug, elsewhere = _small_text_mix(tmp_path, manual_dir)
   data = tmp_path / "data"
   rc, so, se = cli("onemodel-train", *tiny_gin("small_text_mix", 2), f"--usr_dir={plug}",
-                   f"--manual_dir={tmp_path / 'root'},sst_small={elsewhere}",
+                   _manual_dirs(tmp_path, elsewhere),
                    f"--data_dir={data}", f"--output_dir={tmp_path / 'run'}",
                    "--gin_param=TrainConfig.final_eval_role=''")
   assert rc == 0, se[-3000:]
-  assert os.listdir(data / "vocab") == ["shared_sentencepiece_m30k_small_sst_small"]
+  assert sorted(os.listdir(data / "vocab")) == [SHARED, "sst_small"]
 
 
 def test_prepare_mixture_with_per_problem_manual_dirs(tmp_path, manual_dir):
   plug, elsewhere = _small_text_mix(tmp_path, manual_dir)
   data = tmp_path / "data"
   rc, so, se = cli("onemodel-prepare", "--problem=small_text_mix", f"--usr_dir={plug}",
-                   f"--manual_dir={tmp_path / 'root'},sst_small={elsewhere}",
-                   f"--data_dir={data}")
+                   _manual_dirs(tmp_path, elsewhere), f"--data_dir={data}")
   assert rc == 0, se[-3000:]
   assert "prepared m30k_small" in so and "prepared sst_small" in so
   assert "prepared mixture small_text_mix" in so
-  shared = data / "vocab" / "shared_sentencepiece_m30k_small_sst_small" / "spm300.model"
-  assert shared.exists()
-  assert os.listdir(data / "vocab") == [shared.parent.name]  # not the members' own
+  assert (data / "vocab" / SHARED / "spm300.model").exists()
+  assert (data / "vocab" / "sst_small" / "spm300.model").exists()
+  # Not the translators' own: the run reads the shared one.
+  assert sorted(os.listdir(data / "vocab")) == [SHARED, "sst_small"]
 
   rc, so, se = cli("onemodel-prepare", "--problem=small_text_mix", f"--usr_dir={plug}",
                    f"--manual_dir=sst_small={elsewhere}", f"--data_dir={tmp_path / 'd2'}")

@@ -83,18 +83,24 @@ def test_mixture_names_share_the_problem_namespace(problems):
     mixtures.resolve("multimodle")
 
 
-def test_text_only_mixture_builds_one_shared_vocabulary(isolated_registry, problems,
-                                                        data_dir):
-  en_de = problems["multi30k_en_de"]
+def test_text_target_problems_share_one_vocabulary_a_classifier_keeps_its_own(
+    isolated_registry, problems, data_dir):
+  en_de, sst2 = problems["multi30k_en_de"], problems["sst2"]
   de_en = dataclasses.replace(en_de, name="multi30k_de_en_test",
                               to_raw=lambda ex: {"inputs": ex["de"], "targets": ex["en"]})
   registry.register_problem(de_en)
-  probs, _ = mixtures.resolve(mixtures.Mixture("text2", (en_de.name, de_en.name)))
+  probs, _ = mixtures.resolve(mixtures.Mixture("text3", (en_de.name, de_en.name, "sst2")))
   vocabs, keys = data_lib.get_vocabs(probs, data_dir)
   assert vocabs[en_de.name] is vocabs[de_en.name]
   assert keys[en_de.name] == keys[de_en.name] == "shared_sentencepiece"
-  path = os.path.join(data_dir, "vocab", mixtures.shared_vocab_name(probs, "sentencepiece"))
+  path = os.path.join(data_dir, "vocab",
+                      mixtures.shared_vocab_name(probs[:2], "sentencepiece"))
   assert os.listdir(path) == ["spm8000.model"]
+  # SST-2 (text -> label) has its own input embedding: its vocabulary is the one it
+  # learns alone, and none of its text went into the translators'.
+  assert "sst2" not in keys
+  assert vocabs["sst2"].save_bytes() == data_lib.get_vocab(sst2, data_dir).save_bytes()
+  assert vocabs["sst2"].save_bytes() != vocabs[en_de.name].save_bytes()
   v = vocabs[en_de.name]
   for text in ("A man rides a bicycle.", "Ein Mann fährt Fahrrad."):
     assert v.decode(v.encode_tf(text).numpy().tolist()) == text

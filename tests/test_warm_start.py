@@ -157,3 +157,27 @@ def test_no_checkpoint_or_a_bad_scope_is_one_line(tmp_path, data_dir, manual_dir
       str(tmp_path / "b"), data_dir, manual_dir, steps=2,
       extra=["TrainConfig.init_scope='encoder'"]))
   one_line_error(rc, se, "TrainConfig.init_scope", "backbone_and_adapters")
+
+
+def test_a_run_read_with_another_vocabulary_is_one_line(tmp_path, data_dir, manual_dir):
+  # Its embedding rows mean its own vocabulary's pieces: resumed or evaluated with another
+  # (a --data_dir whose vocabulary is sst2's here), every id would silently mean another.
+  out = str(tmp_path / "run")
+  rc, _, se = cli("onemodel-train", *_args(out, data_dir, manual_dir, "'multi30k_en_de'",
+                                           steps=2, extra=["TrainConfig.batch_tokens=256"]))
+  assert rc == 0, se[-3000:]
+  other = tmp_path / "other"
+  (other / "vocab" / "multi30k_en_de").mkdir(parents=True)
+  os.symlink(os.path.join(data_dir, "onemodel_multi30k_en_de"),
+             other / "onemodel_multi30k_en_de")
+  with open(os.path.join(data_dir, "vocab", "sst2", "spm8000.model"), "rb") as f:
+    (other / "vocab" / "multi30k_en_de" / "spm8000.model").write_bytes(f.read())
+  flags = [f"--output_dir={out}", "--gin_param=TrainConfig.eval_max_examples=8"]
+  rc, _, se = cli("onemodel-eval", *flags, f"--data_dir={other}")
+  one_line_error(rc, se, f"run {out} was trained with another vocabulary for "
+                 "embedding_multi30k_en_de_text", "--data_dir")
+  rc, _, se = cli("onemodel-train", *_args(out, str(other), manual_dir, "'multi30k_en_de'",
+                                           steps=4, extra=["TrainConfig.batch_tokens=256"]))
+  one_line_error(rc, se, "another vocabulary for embedding_multi30k_en_de_text")
+  rc, so, se = cli("onemodel-eval", *flags, f"--data_dir={data_dir}")  # its own: reads
+  assert rc == 0, se[-3000:]
