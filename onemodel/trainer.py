@@ -160,8 +160,7 @@ class Trainer:
                                      watched=self.model.trainable_variables,
                                      without_inputs=self._checkpoint_without_inputs,
                                      read_only=not training)
-    if self.keeper.manager.checkpoints:  # resumed or evaluated: its own vocabularies
-      warm_start.check_record(self.run_dir, self.model, self.vocabs)
+    warm_start.check_record(self.run_dir, self.model, self.vocabs)  # its own vocabularies
 
   # -- building ----------------------------------------------------------------------------
 

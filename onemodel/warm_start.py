@@ -97,9 +97,11 @@ def check_record(run_dir, model, vocabs) -> None:
   """A run's checkpoints hold embeddings whose rows mean its vocabularies' pieces: read
   with other vocabularies (another --data_dir, or a mixture whose vocabularies changed),
   every id would mean another piece and nothing would say so. One UserError instead,
-  naming the component, when OUTPUT_DIR/model.json records another fingerprint."""
+  naming the component, when a run with checkpoints records another fingerprint in
+  OUTPUT_DIR/model.json."""
   path = run_dir.join(MODEL_RECORD)
-  if not tf.io.gfile.exists(path):
+  if not (tf.io.gfile.exists(path) and
+          tf.train.latest_checkpoint(run_dir.join("checkpoints"))):
     return
   recorded = json.loads(fileio.read_text(path)).get("fingerprints", {})
   for c in components(model, vocabs):
