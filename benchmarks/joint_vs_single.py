@@ -372,8 +372,9 @@ def report(args, budget, seeds, specs, values, joint_steps, records, estimate_s)
       "## Notes", "",
       "- tinyshakespeare has no test split: its 'test' is its validation split.",
       "- fsdd is scored on 300 test clips: 1 WER point = 3 clips.",
-      "- In the joint model the text problems share one SentencePiece vocabulary learned "
-      "from all their texts; single runs use their own.", ""])
+      "- In the joint model the problems with text targets share one SentencePiece "
+      "vocabulary learned from all their texts (a text classifier keeps its own); single "
+      "runs use their own.", ""])
 
 
 def command_line(args):

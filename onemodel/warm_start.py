@@ -108,9 +108,10 @@ def check_record(run_dir, model, vocabs) -> None:
     if c.fingerprint and recorded.get(c.name, c.fingerprint) != c.fingerprint:
       raise UserError(
           f"run {run_dir.path} was trained with another vocabulary for {c.name} than "
-          f"this --data_dir has (fingerprint {recorded[c.name]} in {MODEL_RECORD}, "
-          f"{c.fingerprint} here): use the --data_dir it was trained with, or a new "
-          "--output_dir")
+          f"this one reads (fingerprint {recorded[c.name]} in {MODEL_RECORD}, "
+          f"{c.fingerprint} here): use the --data_dir (and text_vocab binding) it was "
+          "trained with, or a new --output_dir; a mixture with a text classifier trained "
+          "before 2026-12-08 shared its vocabulary and must be trained anew")
 
 
 def checkpoint_path(init_from: str) -> str:

@@ -85,8 +85,10 @@ def test_prepare_mixture_with_per_problem_manual_dirs(tmp_path, manual_dir):
   rc, so, se = cli("onemodel-prepare", "--problem=small_text_mix", f"--usr_dir={plug}",
                    _manual_dirs(tmp_path, elsewhere), f"--data_dir={data}")
   assert rc == 0, se[-3000:]
-  assert "prepared m30k_small" in so and "prepared sst_small" in so
-  assert "prepared mixture small_text_mix" in so
+  assert all(f"prepared {p}" in so for p in ("m30k_small", "rev_small", "sst_small"))
+  assert ("prepared mixture small_text_mix (m30k_small, rev_small, sst_small; "
+          "vocabularies: SentencePieceVocab (m30k_small, rev_small); "
+          "SentencePieceVocab (sst_small))") in so
   assert (data / "vocab" / SHARED / "spm300.model").exists()
   assert (data / "vocab" / "sst_small" / "spm300.model").exists()
   # Not the translators' own: the run reads the shared one.

@@ -1,4 +1,4 @@
-"""Mixtures: rates, schedules, one shared vocabulary, joint training and evaluation of
+"""Mixtures: rates, schedules, shared vocabularies, joint training and evaluation of
 problems of different modalities in one model."""
 
 import dataclasses
@@ -96,6 +96,8 @@ def test_text_target_problems_share_one_vocabulary_a_classifier_keeps_its_own(
   path = os.path.join(data_dir, "vocab",
                       mixtures.shared_vocab_name(probs[:2], "sentencepiece"))
   assert os.listdir(path) == ["spm8000.model"]
+  assert not os.path.exists(os.path.join(
+      data_dir, "vocab", mixtures.shared_vocab_name(probs, "sentencepiece")))
   # SST-2 (text -> label) has its own input embedding: its vocabulary is the one it
   # learns alone, and none of its text went into the translators'.
   assert "sst2" not in keys

@@ -3,7 +3,8 @@
   onemodel-prepare --problem=mnist,fsdd --manual_dir=../shared/data --data_dir=~/data
   onemodel-prepare --problem=multimodel --manual_dir=../shared/data,fsdd=/my/fsdd
 
-A mixture name prepares every member problem and the vocabulary they share.
+A mixture name prepares every member problem and the vocabularies its run reads (one
+shared by its text-target problems, a text classifier's own).
 `--manual_dir` is a root with one subdirectory per dataset, PROBLEM=DIR pairs, or both.
 """
 
@@ -42,13 +43,19 @@ def main(argv):
                          num_shards=FLAGS.num_shards, vocab=False)
         print(f"prepared {p.name} in {FLAGS.data_dir}", flush=True)
         done.add(p.name)
-    # The vocabulary a run of this name reads: a problem's own, or a mixture's shared one
-    # (never its members' own, which that run would not read; as the trainer does).
+    # The vocabularies a run of this name reads: a problem's own, or a mixture's shared
+    # one and its classifiers' own (never a text-target member's own, which that run
+    # would not read; as the trainer does).
     vocabs, _ = data_lib.get_vocabs(problems, FLAGS.data_dir, t2t_file=t2t_vocab)
     if mixture is not None:
-      shared = sorted({type(v).__name__ for v in vocabs.values() if v is not None})
+      readers = {}  # each vocabulary with the problems that read it
+      for name in mixture.problems:
+        v = vocabs[name]
+        if v is not None:
+          readers.setdefault(id(v), [type(v).__name__, []])[1].append(name)
+      read = "; ".join(f"{k} ({', '.join(ps)})" for k, ps in readers.values())
       print(f"prepared mixture {mixture.name} ({', '.join(mixture.problems)}; "
-            f"vocabularies: {', '.join(shared) or 'none'}) in {FLAGS.data_dir}", flush=True)
+            f"vocabularies: {read or 'none'}) in {FLAGS.data_dir}", flush=True)
 
 
 def run():
