@@ -20,8 +20,8 @@ problem name is), or defined in gin and passed as the problem itself:
 There is no "language model first" rule and no hand-made vocabulary: a mixture's problems
 with text targets share one vocabulary learned from all their training text
 (`shared_vocab_name`), as they share one embedding and softmax; a text classifier keeps
-its own (data.get_vocabs). The problem for each training step is drawn from a generator seeded
-by (seed, step), so a resumed run draws the same sequence it would have drawn.
+its own (data.get_vocabs). The problem for each training step is drawn from a generator
+seeded by (seed, step), so a resumed run draws the same sequence it would have drawn.
 """
 
 import dataclasses
